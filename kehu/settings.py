@@ -1,0 +1,258 @@
+"""One settings module, driven by KEHU_* environment variables with secure defaults.
+
+Everything a deployment changes is read here through the typed helpers below; nothing else in
+the code base reads the environment. The embedded default keeps all state in the data folder
+(``./var``): the SQLite database, the queue, the secret key and the encryption keys.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def read_or_create_secret(path: Path, length: int = 50) -> str:
+    """Return the secret stored at ``path``, creating it (mode 0600) on first run."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(length)
+    # O_EXCL: two processes starting at once must not both write a different key.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(value)
+    return value
+
+
+DATA_DIR = Path(env_str("KEHU_DATA_DIR", str(Path.cwd() / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("KEHU_DEBUG", False)
+TESTING = "pytest" in sys.modules or env_bool("KEHU_TESTING", False)
+# Production: secrets must come from the environment and the site is served over TLS.
+PRODUCTION = env_bool("KEHU_PRODUCTION", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("KEHU_DEBUG must be off when KEHU_PRODUCTION is on")
+if PRODUCTION and not env_str("KEHU_SECRET_KEY"):
+    raise ImproperlyConfigured("KEHU_PRODUCTION is on but KEHU_SECRET_KEY is not set")
+
+SECRET_KEY = env_str("KEHU_SECRET_KEY") or read_or_create_secret(DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("KEHU_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("KEHU_CSRF_TRUSTED_ORIGINS", [])
+
+# Behind TLS (KEHU_HTTPS=true) cookies are secure and plain HTTP is redirected.
+HTTPS = env_bool("KEHU_HTTPS", PRODUCTION)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env_int("KEHU_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+if env_bool("KEHU_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("KEHU_SESSION_SECONDS", 12 * 3600)
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "huey.contrib.djhuey",
+    "ninja",
+    "kehu.core",
+    "kehu.accounts",
+    "kehu.ops",
+    "kehu.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "kehu.core.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "kehu.urls"
+WSGI_APPLICATION = "kehu.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:home"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "kehu.web.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+SQLITE_PATH = DATA_DIR / "kehu.sqlite3"
+DATABASE_URL = env_str("KEHU_DATABASE_URL", f"sqlite:///{SQLITE_PATH}")
+# Persistent connections: PostgreSQL serves 7x fewer requests without them (DESIGN.md §7).
+CONN_MAX_AGE = env_int("KEHU_CONN_MAX_AGE", 600)
+_database = dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["OPTIONS"] = {
+        # IMMEDIATE: a write transaction takes the lock at BEGIN, so two writers queue on the
+        # busy timeout instead of failing with "database is locked" when they upgrade.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000; "
+            "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;"
+        ),
+    }
+    _database["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3") if env_bool("KEHU_TEST_SQLITE_FILE") else None}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Queue (Huey) ---------------------------------------------------------------------------
+QUEUE_URL = env_str("KEHU_QUEUE_URL", f"sqlite:///{DATA_DIR / 'queue.sqlite3'}")
+if QUEUE_URL.startswith(("redis://", "rediss://")):
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": "kehu",
+        "url": QUEUE_URL,
+        "immediate": env_bool("KEHU_QUEUE_IMMEDIATE", TESTING),
+        "consumer": {"workers": env_int("KEHU_WORKER_THREADS", 2), "worker_type": "thread"},
+    }
+elif QUEUE_URL.startswith("sqlite:///"):
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": "kehu",
+        "filename": QUEUE_URL.removeprefix("sqlite:///"),
+        "immediate": env_bool("KEHU_QUEUE_IMMEDIATE", TESTING),
+        "consumer": {"workers": env_int("KEHU_WORKER_THREADS", 2), "worker_type": "thread"},
+    }
+else:
+    raise ValueError(f"KEHU_QUEUE_URL must start with sqlite:/// or redis://, got {QUEUE_URL!r}")
+
+# --- Caches ---------------------------------------------------------------------------------
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Passwords ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    # Hashing at full strength would dominate the test run; production keeps PBKDF2 defaults.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Login throttling: failures counted per account and per client address over a window.
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("KEHU_LOGIN_FAILURE_WINDOW", 15 * 60)
+LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("KEHU_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
+LOGIN_MAX_FAILURES_PER_IP = env_int("KEHU_LOGIN_MAX_FAILURES_PER_IP", 20)
+
+# --- Encryption -----------------------------------------------------------------------------
+# "id:base64key,id:base64key"; the first key encrypts, all of them decrypt. Without it the keys
+# live in DATA_DIR/keys.json (mode 0600), created on first use.
+ENCRYPTION_KEYS = env_str("KEHU_ENCRYPTION_KEYS")
+ENCRYPTION_KEY_FILE = DATA_DIR / "keys.json"
+BLIND_INDEX_KEY = env_str("KEHU_BLIND_INDEX_KEY")
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = env_str("KEHU_LANGUAGE", "zh-hans")
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("KEHU_TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not (DEBUG or TESTING)
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without collectstatic (development, tests) whitenoise serves straight from the app folders.
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- API ------------------------------------------------------------------------------------
+NINJA_PAGINATION_PER_PAGE = 50
+API_PAGE_MAX = 200
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("KEHU_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}, "huey": {"level": "WARNING"}},
+}

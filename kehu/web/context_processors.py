@@ -1,0 +1,36 @@
+"""Navigation entries for the base layout, filtered by what the user may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+# (url name, label, permission needed or "" for every signed-in user)
+NAVIGATION = [
+    ("web:home", _("Home"), ""),
+    ("web:user_list", _("Users"), "users.view"),
+    ("web:department_list", _("Departments"), "departments.view"),
+    ("web:role_list", _("Roles"), "roles.view"),
+    ("web:token_list", _("API tokens"), ""),
+    ("web:audit_list", _("Audit log"), "audit.view"),
+]
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"navigation": []}
+    current = request.resolver_match.view_name if request.resolver_match else ""
+    entries = []
+    for name, label, permission in NAVIGATION:
+        if permission and not user.has_perm(permission):
+            continue
+        try:
+            url = reverse(name)
+        except Exception:  # noqa: BLE001,S112 -- a page not yet built is simply left out of the menu
+            continue
+        entries.append({"url": url, "label": label, "is_current": current == name or current.startswith(name.rsplit("_", 1)[0])})
+    return {"navigation": entries}

@@ -1,0 +1,56 @@
+"""Sign-in, sign-out and the home page."""
+
+from __future__ import annotations
+
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import activate
+from django.views.decorators.http import require_http_methods, require_POST
+
+from kehu.accounts.errors import InvalidCredentials, LoginThrottled
+from kehu.accounts.services import login_attempt, logout_record, session_register
+from kehu.core.middleware import client_ip
+from kehu.web.forms import LoginForm
+
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = ""
+    form = LoginForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = login_attempt(
+                username=form.cleaned_data["username"], password=form.cleaned_data["password"], ip=client_ip(request),
+            )
+        except (InvalidCredentials, LoginThrottled) as error:
+            form.add_error(None, error.message)
+            status = error.status
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            session_register(user=user, session_key=request.session.session_key or "", ip=client_ip(request),
+                             user_agent=request.META.get("HTTP_USER_AGENT", ""))
+            response = redirect(next_url or "web:home")
+            if user.language:
+                activate(user.language)
+                response.set_cookie("django_language", user.language, samesite="Lax")
+            return response
+    return render(request, "web/login.html", {"form": form, "next": next_url}, status=status)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        logout_record(user=request.user, session_key=request.session.session_key)  # type: ignore[arg-type]
+    logout(request)
+    return redirect("web:login")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "web/home.html", {})
