@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 
 from kehu.accounts import selectors, services
+from kehu.accounts.auth import AuthenticatedRequest
 from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.core.errors import ValidationFailed
 from kehu.core.masking import mask_phone
@@ -51,9 +51,9 @@ class UserOut(Schema):
 
     @staticmethod
     def resolve_phone(obj: User, context: dict[str, Any]) -> str:
-        viewer = context["request"].auth
+        viewer: User = context["request"].auth
         if viewer.pk == obj.pk or viewer.has_perm("users.view_sensitive"):
-            return obj.phone
+            return str(obj.phone)
         return mask_phone(obj.phone)
 
     @staticmethod
@@ -234,25 +234,25 @@ def _roles(role_ids: list[int]) -> list[Role]:
 
 # --- me -------------------------------------------------------------------------------------
 @router.get("/me", response={200: MeOut, 401: ERRORS_READ[401]}, tags=["me"])
-def me(request: HttpRequest) -> User:
+def me(request: AuthenticatedRequest) -> User:
     user: User = request.auth
     return user
 
 
 @router.patch("/me", response={200: MeOut, **ERRORS_WRITE}, tags=["me"])
-def update_me(request: HttpRequest, payload: MeUpdateIn) -> User:
+def update_me(request: AuthenticatedRequest, payload: MeUpdateIn) -> User:
     return services.user_update(actor=request.auth, user=request.auth, **payload.dict(exclude_unset=True))
 
 
 @router.post("/me/password", response={204: None, **ERRORS_WRITE}, tags=["me"])
-def change_my_password(request: HttpRequest, payload: PasswordIn) -> tuple[int, None]:
+def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> tuple[int, None]:
     services.user_set_password(actor=request.auth, user=request.auth, password=payload.password)
     return 204, None
 
 
 # --- users ----------------------------------------------------------------------------------
 @router.get("/users", response={200: UserPage, **ERRORS_READ}, tags=["users"])
-def list_users(request: HttpRequest, query: Query[UserQuery]) -> dict[str, Any]:
+def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[str, Any]:
     require_permission(request.auth, "users.view")
     filters = selectors.UserFilters(
         query=query.q, department_id=query.department_id, include_subdepartments=query.include_subdepartments,
@@ -262,7 +262,7 @@ def list_users(request: HttpRequest, query: Query[UserQuery]) -> dict[str, Any]:
 
 
 @router.post("/users", response={201: UserOut, **ERRORS_WRITE}, tags=["users"])
-def create_user(request: HttpRequest, payload: UserCreateIn) -> tuple[int, User]:
+def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> tuple[int, User]:
     require_permission(request.auth, "users.create")
     user = services.user_create(
         actor=request.auth, username=payload.username, password=payload.password,
@@ -274,13 +274,13 @@ def create_user(request: HttpRequest, payload: UserCreateIn) -> tuple[int, User]
 
 
 @router.get("/users/{user_id}", response={200: UserOut, **ERRORS_READ}, tags=["users"])
-def get_user(request: HttpRequest, user_id: int) -> User:
+def get_user(request: AuthenticatedRequest, user_id: int) -> User:
     require_permission(request.auth, "users.view")
     return selectors.user_get(user=request.auth, user_id=user_id)
 
 
 @router.patch("/users/{user_id}", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
-def update_user(request: HttpRequest, user_id: int, payload: UserUpdateIn) -> User:
+def update_user(request: AuthenticatedRequest, user_id: int, payload: UserUpdateIn) -> User:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     changes = payload.dict(exclude_unset=True)
@@ -294,21 +294,21 @@ def update_user(request: HttpRequest, user_id: int, payload: UserUpdateIn) -> Us
 
 
 @router.post("/users/{user_id}/deactivate", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
-def deactivate_user(request: HttpRequest, user_id: int) -> User:
+def deactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     return services.user_deactivate(actor=request.auth, user=user)
 
 
 @router.post("/users/{user_id}/reactivate", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
-def reactivate_user(request: HttpRequest, user_id: int) -> User:
+def reactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     return services.user_reactivate(actor=request.auth, user=user)
 
 
 @router.post("/users/{user_id}/password", response={204: None, **ERRORS_WRITE}, tags=["users"])
-def set_user_password(request: HttpRequest, user_id: int, payload: PasswordIn) -> tuple[int, None]:
+def set_user_password(request: AuthenticatedRequest, user_id: int, payload: PasswordIn) -> tuple[int, None]:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     services.user_set_password(actor=request.auth, user=user, password=payload.password)
@@ -317,26 +317,26 @@ def set_user_password(request: HttpRequest, user_id: int, payload: PasswordIn) -
 
 # --- departments ----------------------------------------------------------------------------
 @router.get("/departments", response={200: DepartmentPage, **ERRORS_READ}, tags=["departments"])
-def list_departments(request: HttpRequest, query: Query[PageParams]) -> dict[str, Any]:
+def list_departments(request: AuthenticatedRequest, query: Query[PageParams]) -> dict[str, Any]:
     require_permission(request.auth, "departments.view")
     return page_of(selectors.department_list(user=request.auth), query, ordering=("path", "id"))
 
 
 @router.post("/departments", response={201: DepartmentOut, **ERRORS_WRITE}, tags=["departments"])
-def create_department(request: HttpRequest, payload: DepartmentIn) -> tuple[int, Department]:
+def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> tuple[int, Department]:
     require_permission(request.auth, "departments.create")
     parent = _department_or_none(payload.parent_id, field="parent_id")
     return 201, services.department_create(actor=request.auth, name=payload.name, code=payload.code, parent=parent)
 
 
 @router.get("/departments/{department_id}", response={200: DepartmentOut, **ERRORS_READ}, tags=["departments"])
-def get_department(request: HttpRequest, department_id: int) -> Department:
+def get_department(request: AuthenticatedRequest, department_id: int) -> Department:
     require_permission(request.auth, "departments.view")
     return selectors.department_get(user=request.auth, department_id=department_id)
 
 
 @router.patch("/departments/{department_id}", response={200: DepartmentOut, **ERRORS_WRITE}, tags=["departments"])
-def update_department(request: HttpRequest, department_id: int, payload: DepartmentUpdateIn) -> Department:
+def update_department(request: AuthenticatedRequest, department_id: int, payload: DepartmentUpdateIn) -> Department:
     require_permission(request.auth, "departments.change")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     changes = payload.dict(exclude_unset=True)
@@ -347,7 +347,7 @@ def update_department(request: HttpRequest, department_id: int, payload: Departm
 
 
 @router.delete("/departments/{department_id}", response={204: None, **ERRORS_WRITE}, tags=["departments"])
-def delete_department(request: HttpRequest, department_id: int) -> tuple[int, None]:
+def delete_department(request: AuthenticatedRequest, department_id: int) -> tuple[int, None]:
     require_permission(request.auth, "departments.delete")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     services.department_delete(actor=request.auth, department=department)
@@ -356,20 +356,20 @@ def delete_department(request: HttpRequest, department_id: int) -> tuple[int, No
 
 # --- roles ----------------------------------------------------------------------------------
 @router.get("/roles", response={200: RolePage, **ERRORS_READ}, tags=["roles"])
-def list_roles(request: HttpRequest, query: Query[PageParams]) -> dict[str, Any]:
+def list_roles(request: AuthenticatedRequest, query: Query[PageParams]) -> dict[str, Any]:
     require_permission(request.auth, "roles.view")
     return page_of(selectors.role_list(user=request.auth), query, ordering=("name", "id"))
 
 
 @router.get("/roles/resources", response={200: list[ResourceOut], **ERRORS_READ}, tags=["roles"])
-def list_permission_resources(request: HttpRequest) -> list[dict[str, Any]]:
+def list_permission_resources(request: AuthenticatedRequest) -> list[dict[str, Any]]:
     require_permission(request.auth, "roles.view")
     return [{"name": r.name, "label": str(r.label), "actions": list(r.actions), "is_scoped": r.is_scoped}
             for r in resources()]
 
 
 @router.post("/roles", response={201: RoleOut, **ERRORS_WRITE}, tags=["roles"])
-def create_role(request: HttpRequest, payload: RoleIn) -> tuple[int, Role]:
+def create_role(request: AuthenticatedRequest, payload: RoleIn) -> tuple[int, Role]:
     require_permission(request.auth, "roles.create")
     return 201, services.role_create(
         actor=request.auth, name=payload.name, description=payload.description,
@@ -378,20 +378,20 @@ def create_role(request: HttpRequest, payload: RoleIn) -> tuple[int, Role]:
 
 
 @router.get("/roles/{role_id}", response={200: RoleOut, **ERRORS_READ}, tags=["roles"])
-def get_role(request: HttpRequest, role_id: int) -> Role:
+def get_role(request: AuthenticatedRequest, role_id: int) -> Role:
     require_permission(request.auth, "roles.view")
     return selectors.role_get(user=request.auth, role_id=role_id)
 
 
 @router.patch("/roles/{role_id}", response={200: RoleOut, **ERRORS_WRITE}, tags=["roles"])
-def update_role(request: HttpRequest, role_id: int, payload: RoleUpdateIn) -> Role:
+def update_role(request: AuthenticatedRequest, role_id: int, payload: RoleUpdateIn) -> Role:
     require_permission(request.auth, "roles.change")
     role = selectors.role_get(user=request.auth, role_id=role_id)
     return services.role_update(actor=request.auth, role=role, **payload.dict(exclude_unset=True))
 
 
 @router.delete("/roles/{role_id}", response={204: None, **ERRORS_WRITE}, tags=["roles"])
-def delete_role(request: HttpRequest, role_id: int) -> tuple[int, None]:
+def delete_role(request: AuthenticatedRequest, role_id: int) -> tuple[int, None]:
     require_permission(request.auth, "roles.delete")
     role = selectors.role_get(user=request.auth, role_id=role_id)
     services.role_delete(actor=request.auth, role=role)
@@ -400,12 +400,12 @@ def delete_role(request: HttpRequest, role_id: int) -> tuple[int, None]:
 
 # --- tokens ---------------------------------------------------------------------------------
 @router.get("/tokens", response={200: TokenPage, **ERRORS_READ}, tags=["tokens"])
-def list_tokens(request: HttpRequest, query: Query[TokenQuery]) -> dict[str, Any]:
+def list_tokens(request: AuthenticatedRequest, query: Query[TokenQuery]) -> dict[str, Any]:
     return page_of(selectors.token_list(user=request.auth, owner_id=query.user_id), query)
 
 
 @router.post("/tokens", response={201: TokenCreatedOut, **ERRORS_WRITE}, tags=["tokens"])
-def create_token(request: HttpRequest, payload: TokenCreateIn) -> tuple[int, dict[str, Any]]:
+def create_token(request: AuthenticatedRequest, payload: TokenCreateIn) -> tuple[int, dict[str, Any]]:
     token, plaintext = services.token_create(
         actor=request.auth, user=request.auth, name=payload.name, expires_at=payload.expires_at,
     )
@@ -413,7 +413,7 @@ def create_token(request: HttpRequest, payload: TokenCreateIn) -> tuple[int, dic
 
 
 @router.delete("/tokens/{token_id}", response={204: None, **ERRORS_WRITE}, tags=["tokens"])
-def revoke_token(request: HttpRequest, token_id: int) -> tuple[int, None]:
+def revoke_token(request: AuthenticatedRequest, token_id: int) -> tuple[int, None]:
     token: ApiToken = selectors.token_get(user=request.auth, token_id=token_id)
     services.token_revoke(actor=request.auth, token=token)
     return 204, None

@@ -7,7 +7,14 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
+from kehu.accounts.models import User
 from kehu.accounts.services import token_authenticate
+
+
+class AuthenticatedRequest(HttpRequest):
+    """A request that passed authentication: ``auth`` is the acting staff user."""
+
+    auth: User
 
 
 class BearerTokenAuth(HttpBearer):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
 from kehu.core.audit import audit_verify
 from kehu.core.models import AuditEvent
-from kehu.core.schemas import ERRORS_READ, PageParams, page_of, require_permission
+from kehu.core.schemas import ERRORS_READ, ApiRequest, PageParams, page_of, require_permission
 from kehu.core.selectors import AuditFilters, audit_event_get, audit_event_list
 
 router = Router(tags=["audit"])
@@ -55,7 +54,7 @@ class AuditVerifyOut(Schema):
 
 
 @router.get("/audit-events", response={200: AuditEventPage, **ERRORS_READ})
-def list_audit_events(request: HttpRequest, query: Query[AuditQuery]) -> dict[str, Any]:
+def list_audit_events(request: ApiRequest, query: Query[AuditQuery]) -> dict[str, Any]:
     require_permission(request.auth, "audit.view")
     filters = AuditFilters(
         action=query.action, actor_id=query.actor_id, object_type=query.object_type,
@@ -65,7 +64,7 @@ def list_audit_events(request: HttpRequest, query: Query[AuditQuery]) -> dict[st
 
 
 @router.get("/audit-events/verify", response={200: AuditVerifyOut, **ERRORS_READ})
-def verify_audit_chain(request: HttpRequest) -> dict[str, Any]:
+def verify_audit_chain(request: ApiRequest) -> dict[str, Any]:
     require_permission(request.auth, "audit.view")
     result = audit_verify()
     return {"is_intact": result.is_intact, "checked": result.checked,
@@ -73,6 +72,6 @@ def verify_audit_chain(request: HttpRequest) -> dict[str, Any]:
 
 
 @router.get("/audit-events/{sequence}", response={200: AuditEventOut, **ERRORS_READ})
-def get_audit_event(request: HttpRequest, sequence: int) -> AuditEvent:
+def get_audit_event(request: ApiRequest, sequence: int) -> AuditEvent:
     require_permission(request.auth, "audit.view")
     return audit_event_get(user=request.auth, sequence=sequence)

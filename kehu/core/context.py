@@ -13,7 +13,7 @@ class RequestContext:
     channel: str = "system"  # "web", "api", "cli", "worker", "system"
 
 
-_current: ContextVar[RequestContext] = ContextVar("kehu_request_context", default=RequestContext())
+_current: ContextVar[RequestContext] = ContextVar("kehu_request_context", default=RequestContext())  # noqa: B039 -- frozen dataclass, immutable
 
 
 def current_context() -> RequestContext:

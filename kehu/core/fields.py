@@ -27,7 +27,8 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
         if value is None or value == "":
             return value
-        return crypto.decrypt(value, context=self.encryption_context)
+        plaintext: str = crypto.decrypt(value, context=self.encryption_context)
+        return plaintext
 
     def to_python(self, value: Any) -> str | None:
         if value is None:
@@ -37,7 +38,7 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     def get_prep_value(self, value: Any) -> str | None:
         value = super().get_prep_value(value)
         if value is None or value == "":
-            return value
+            return None if value is None else ""
         return crypto.encrypt(str(value), context=self.encryption_context)
 
     def get_lookup(self, lookup_name: str) -> type[Lookup[Any]] | None:

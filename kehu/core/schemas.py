@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from ninja import Field, Schema
 
@@ -25,6 +26,12 @@ class ErrorOut(Schema):
 class PageParams(Schema):
     cursor: str | None = Field(None, max_length=512, description="next_cursor from the previous page")
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+
+
+class ApiRequest(HttpRequest):
+    """A request that passed the API's authentication: ``auth`` is the acting user."""
+
+    auth: Any
 
 
 ERRORS_READ: dict[int, type[Schema]] = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}

@@ -19,9 +19,14 @@ ModelT = TypeVar("ModelT", bound=models.Model)
 
 
 class ScopedUser(Protocol):
-    pk: int | None
-    is_active: bool
-    department_id: int | None
+    @property
+    def pk(self) -> int | None: ...
+
+    @property
+    def is_active(self) -> bool: ...
+
+    @property
+    def department_id(self) -> int | None: ...
 
     def data_scope(self, resource: str) -> DataScope | None: ...
 

@@ -62,10 +62,11 @@ def keys_rotate(
     report = RotationReport(primary_key_id=keyring.primary_id, new_key_created=created)
     quote = connection.ops.quote_name
     for model, encrypted_field in encrypted_fields():
-        table, column, pk_column = model._meta.db_table, encrypted_field.column, model._meta.pk.column
+        table, column = model._meta.db_table, str(encrypted_field.column)
+        pk_column = str(model._meta.pk.column) if model._meta.pk else "id"
         label = f"{model._meta.label}.{encrypted_field.name}"
         rewritten = 0
-        last_pk: object = None
+        last_pk: int | str | None = None
         while True:
             with connection.cursor() as cursor:
                 where = f"WHERE {quote(pk_column)} > %s " if last_pk is not None else ""
@@ -112,8 +113,8 @@ def keys_usage() -> dict[str, dict[str, int]]:
         counts: dict[str, int] = {}
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {quote(encrypted_field.column)} FROM {quote(model._meta.db_table)} "  # noqa: S608 -- names from model metadata
-                f"WHERE {quote(encrypted_field.column)} IS NOT NULL AND {quote(encrypted_field.column)} <> ''"
+                f"SELECT {quote(str(encrypted_field.column))} FROM {quote(model._meta.db_table)} "  # noqa: S608 -- names from model metadata
+                f"WHERE {quote(str(encrypted_field.column))} IS NOT NULL AND {quote(str(encrypted_field.column))} <> ''"
             )
             for (token,) in cursor:
                 key_id = crypto.key_id_of(token)

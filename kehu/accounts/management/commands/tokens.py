@@ -48,7 +48,7 @@ class Command(BaseCommand):
             tokens = ApiToken.objects.select_related("user").order_by("-created_at", "-id")
             if options["user"]:
                 tokens = tokens.filter(user__username__iexact=options["user"])
-            rows = [
+            rows: list[dict[str, str | int | None]] = [
                 {"id": t.pk, "user": t.user.username, "name": t.name, "prefix": t.prefix,
                  "created_at": t.created_at.isoformat(),
                  "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
@@ -62,12 +62,11 @@ class Command(BaseCommand):
             table = Table("id", "user", "name", "prefix", "created", "last used", "state")
             for row in rows:
                 state = "revoked" if row["revoked_at"] else "active"
-                table.add_row(str(row["id"]), row["user"], row["name"], row["prefix"], row["created_at"][:19],
-                              (row["last_used_at"] or "-")[:19], state)
+                table.add_row(*(str(row[key] or "-")[:19] for key in ("id", "user", "name", "prefix", "created_at", "last_used_at")), state)
             Console().print(table)
         else:
-            token = ApiToken.objects.filter(pk=options["token_id"]).first()
-            if token is None:
+            found = ApiToken.objects.filter(pk=options["token_id"]).first()
+            if found is None:
                 raise CommandError(f"no token with id {options['token_id']}")
-            token_revoke(actor=None, token=token)
-            self.stdout.write(self.style.SUCCESS(f"token {token.pk} revoked"))
+            token_revoke(actor=None, token=found)
+            self.stdout.write(self.style.SUCCESS(f"token {found.pk} revoked"))

@@ -11,7 +11,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workers", type=int, default=None, help="worker threads (default from settings)")
+        parser.add_argument(
+            "--no-periodic", action="store_true",
+            help="do not schedule periodic jobs (run them on exactly one worker of a shared queue)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         extra = ["--workers", str(options["workers"])] if options["workers"] else []
+        if options["no_periodic"]:
+            extra.append("--no-periodic")
         call_command("run_huey", *extra)
