@@ -30,9 +30,16 @@ api = NinjaAPI(
 
 
 def error_response(
-    request: HttpRequest, *, status: int, code: str, message: str, fields: dict[str, list[str]] | None = None,
+    request: HttpRequest,
+    *,
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, list[str]] | None = None,
 ) -> HttpResponse:
-    return api.create_response(request, {"code": code, "message": message, "fields": fields or {}}, status=status)
+    return api.create_response(
+        request, {"code": code, "message": message, "fields": fields or {}}, status=status
+    )
 
 
 def _field_name(location: Any) -> str:
@@ -52,8 +59,11 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
         fields.setdefault(_field_name(error.get("loc", ())), []).append(str(error.get("msg", "")))
     first_field, first_messages = next(iter(fields.items()), ("body", [""]))
     return error_response(
-        request, status=422, code="validation_error",
-        message=_("%(field)s: %(reason)s") % {"field": first_field, "reason": first_messages[0]}, fields=fields,
+        request,
+        status=422,
+        code="validation_error",
+        message=_("%(field)s: %(reason)s") % {"field": first_field, "reason": first_messages[0]},
+        fields=fields,
     )
 
 
@@ -65,7 +75,9 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     response = error_response(
-        request, status=401, code="unauthenticated",
+        request,
+        status=401,
+        code="unauthenticated",
         message=_("Sign in or send a valid API token (Authorization: Bearer ...)."),
     )
     response["WWW-Authenticate"] = "Bearer"
@@ -74,12 +86,16 @@ def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> H
 
 @api.exception_handler(AuthorizationError)
 def on_authorization_error(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
-    return error_response(request, status=403, code="permission_denied", message=_("You do not have permission to do this."))
+    return error_response(
+        request, status=403, code="permission_denied", message=_("You do not have permission to do this.")
+    )
 
 
 @api.exception_handler(DjangoPermissionDenied)
 def on_permission_denied(request: HttpRequest, exc: DjangoPermissionDenied) -> HttpResponse:
-    return error_response(request, status=403, code="permission_denied", message=_("You do not have permission to do this."))
+    return error_response(
+        request, status=403, code="permission_denied", message=_("You do not have permission to do this.")
+    )
 
 
 @api.exception_handler(ObjectDoesNotExist)
@@ -96,7 +112,9 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
         message = _("The request body is not valid JSON.")
-        return error_response(request, status=422, code="validation_error", message=message, fields={"body": [message]})
+        return error_response(
+            request, status=422, code="validation_error", message=message, fields={"body": [message]}
+        )
     if exc.status_code == 403:
         # ninja's CSRF refusal for session-authenticated writes.
         return error_response(request, status=403, code="csrf_failed", message=str(exc))

@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
             rest = ["help"]
         execute_from_command_line(["kehu manage", *rest])
     else:
-        execute_from_command_line([f"kehu {verb}", COMMAND_FOR_VERB.get(verb, verb), *rest])
+        command = COMMAND_FOR_VERB.get(verb, verb)
+        # Django's usage line reads "<argv[0]> <command>": "kehu serve", not "kehu serve serve";
+        # a renamed verb keeps its own name in front ("kehu check health").
+        execute_from_command_line(["kehu" if command == verb else f"kehu {verb}", command, *rest])
     sys.exit(0)
 
 

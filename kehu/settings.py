@@ -169,7 +169,9 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;"
         ),
     }
-    _database["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3") if env_bool("KEHU_TEST_SQLITE_FILE") else None}
+    _database["TEST"] = {
+        "NAME": str(DATA_DIR / "test.sqlite3") if env_bool("KEHU_TEST_SQLITE_FILE") else None
+    }
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

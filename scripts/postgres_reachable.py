@@ -11,8 +11,12 @@ def main() -> int:
     try:
         # The maintenance database: the test run creates its own test_<name> database.
         psycopg.connect(
-            host=parts.hostname or "127.0.0.1", port=parts.port or 5432, user=parts.username or "postgres",
-            password=parts.password or None, dbname="postgres", connect_timeout=3,
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=parts.username or "postgres",
+            password=parts.password or None,
+            dbname="postgres",
+            connect_timeout=3,
         ).close()
     except psycopg.OperationalError as error:
         print(f"PostgreSQL not reachable: {error}", file=sys.stderr)

@@ -50,6 +50,11 @@ if grep -Eq 'https?://(fonts|rsms|cdn)' "$DEST/tabler/tabler.min.css"; then
     exit 1
 fi
 
+# Source maps are not vendored; a dangling sourceMappingURL makes collectstatic's manifest
+# storage fail (and browsers request a file that does not exist).
+find "$DEST" -type f \( -name '*.js' -o -name '*.css' \) -print0 \
+    | xargs -0 perl -0pi -e 's{/\*# sourceMappingURL=[^*]*\*/}{}g; s{^//# sourceMappingURL=\S*\s*$}{}mg' 
+
 {
     echo "# Vendored by scripts/vendor_assets.sh on $(date -u +%Y-%m-%d); do not edit by hand."
     for spec in "${PACKAGES[@]}"; do echo "$spec"; done

@@ -100,3 +100,30 @@ def web_client_as() -> Callable[[User], Client]:
         return client
 
     return make
+
+
+@pytest.fixture
+def scope_world(departments: dict[str, Department], make_user: Callable[..., User], admin_user: User,
+                api_as: Callable[[User | None], ApiClient]) -> Any:
+    """The world a scope-matrix case runs in (tests/scope_matrix.py); an administrator exists."""
+    from tests.scope_matrix import World
+
+    return World(departments=departments, make_user=make_user, api_as=api_as, extra={"admin": admin_user})
+
+
+@pytest.fixture
+def keyring_sandbox(settings: Any, tmp_path: Any) -> Any:
+    """Encryption keys in a temporary key file; the process keyring is restored afterwards.
+
+    Yields the key file's path. Rows encrypted inside the test are rolled back with it.
+    """
+    from kehu.core import crypto
+
+    saved = crypto._cached
+    settings.ENCRYPTION_KEYS = ""
+    settings.BLIND_INDEX_KEY = ""
+    settings.ENCRYPTION_KEY_FILE = tmp_path / "keys.json"
+    crypto.load_keyring(refresh=True)
+    yield settings.ENCRYPTION_KEY_FILE
+    with crypto._lock:
+        crypto._cached = saved

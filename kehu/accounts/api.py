@@ -14,7 +14,16 @@ from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.core.errors import ValidationFailed
 from kehu.core.masking import mask_phone
 from kehu.core.permissions import DataScope, resources
-from kehu.core.schemas import ERRORS_READ, ERRORS_WRITE, PageParams, page_of, require_permission
+from kehu.core.schemas import (
+    ERRORS_READ,
+    ERRORS_WRITE,
+    ApiDateTime,
+    InputSchema,
+    ObjectId,
+    PageParams,
+    page_of,
+    require_permission,
+)
 from kehu.core.types import UNSET
 
 router = Router(tags=["accounts"])
@@ -58,7 +67,7 @@ class UserOut(Schema):
 
     @staticmethod
     def resolve_roles(obj: User) -> list[Role]:
-        return list(obj.roles.all())
+        return obj.role_list()
 
 
 class UserPage(Schema):
@@ -66,35 +75,35 @@ class UserPage(Schema):
     next_cursor: str | None
 
 
-class UserCreateIn(Schema):
+class UserCreateIn(InputSchema):
     username: str = USERNAME
     password: str | None = Field(None, min_length=1, max_length=128)
     display_name: str = Field("", max_length=100)
     email: str = Field("", max_length=254)
     phone: str = Field("", max_length=32)
-    department_id: int | None = None
-    role_ids: list[int] = Field(default_factory=list, max_length=50)
+    department_id: ObjectId | None = None
+    role_ids: list[ObjectId] = Field(default_factory=list, max_length=50)
     language: str | None = LANGUAGE
 
 
-class UserUpdateIn(Schema):
+class UserUpdateIn(InputSchema):
     display_name: str | None = Field(None, max_length=100)
     email: str | None = Field(None, max_length=254)
     phone: str | None = Field(None, max_length=32)
-    department_id: int | None = Field(None, description="Send null explicitly to remove the department")
-    role_ids: list[int] | None = Field(None, max_length=50)
+    department_id: ObjectId | None = Field(None, description="Send null explicitly to remove the department")
+    role_ids: list[ObjectId] | None = Field(None, max_length=50)
     language: str | None = LANGUAGE
 
 
-class PasswordIn(Schema):
+class PasswordIn(InputSchema):
     password: str = Field(min_length=1, max_length=128)
 
 
 class UserQuery(PageParams):
     q: str = Field("", max_length=100)
-    department_id: int | None = None
+    department_id: ObjectId | None = None
     include_subdepartments: bool = False
-    role_id: int | None = None
+    role_id: ObjectId | None = None
     is_active: bool | None = None
 
 
@@ -116,7 +125,7 @@ class MeOut(UserOut):
         return [{"resource": r.name, "scope": obj.data_scope(r.name)} for r in resources() if r.is_scoped]
 
 
-class MeUpdateIn(Schema):
+class MeUpdateIn(InputSchema):
     display_name: str | None = Field(None, max_length=100)
     email: str | None = Field(None, max_length=254)
     phone: str | None = Field(None, max_length=32)
@@ -138,16 +147,16 @@ class DepartmentPage(Schema):
     next_cursor: str | None
 
 
-class DepartmentIn(Schema):
+class DepartmentIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
     code: str = Field("", max_length=32)
-    parent_id: int | None = None
+    parent_id: ObjectId | None = None
 
 
-class DepartmentUpdateIn(Schema):
+class DepartmentUpdateIn(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=100)
     code: str | None = Field(None, max_length=32)
-    parent_id: int | None = None
+    parent_id: ObjectId | None = None
 
 
 class RoleOut(Schema):
@@ -164,14 +173,14 @@ class RolePage(Schema):
     next_cursor: str | None
 
 
-class RoleIn(Schema):
+class RoleIn(InputSchema):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=255)
     permissions: list[str] = Field(default_factory=list, max_length=200)
     data_scope: DataScope = DataScope.OWN
 
 
-class RoleUpdateIn(Schema):
+class RoleUpdateIn(InputSchema):
     name: str | None = Field(None, min_length=1, max_length=64)
     description: str | None = Field(None, max_length=255)
     permissions: list[str] | None = Field(None, max_length=200)
@@ -201,9 +210,9 @@ class TokenPage(Schema):
     next_cursor: str | None
 
 
-class TokenCreateIn(Schema):
+class TokenCreateIn(InputSchema):
     name: str = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = None
+    expires_at: ApiDateTime | None = None
 
 
 class TokenCreatedOut(TokenOut):
@@ -211,7 +220,7 @@ class TokenCreatedOut(TokenOut):
 
 
 class TokenQuery(PageParams):
-    user_id: int | None = None
+    user_id: ObjectId | None = None
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -220,8 +229,9 @@ def _department_or_none(department_id: int | None, *, field: str = "department_i
         return None
     department = Department.objects.filter(pk=department_id).first()
     if department is None:
-        raise ValidationFailed(_("%(field)s: no such department") % {"field": field},
-                               fields={field: [_("No such department.")]})
+        raise ValidationFailed(
+            _("%(field)s: no such department") % {"field": field}, fields={field: [_("No such department.")]}
+        )
     return department
 
 
@@ -255,8 +265,11 @@ def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> tu
 def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[str, Any]:
     require_permission(request.auth, "users.view")
     filters = selectors.UserFilters(
-        query=query.q, department_id=query.department_id, include_subdepartments=query.include_subdepartments,
-        role_id=query.role_id, is_active=query.is_active,
+        query=query.q,
+        department_id=query.department_id,
+        include_subdepartments=query.include_subdepartments,
+        role_id=query.role_id,
+        is_active=query.is_active,
     )
     return page_of(selectors.user_list(user=request.auth, filters=filters), query)
 
@@ -265,10 +278,15 @@ def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[s
 def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> tuple[int, User]:
     require_permission(request.auth, "users.create")
     user = services.user_create(
-        actor=request.auth, username=payload.username, password=payload.password,
-        display_name=payload.display_name, email=payload.email, phone=payload.phone,
+        actor=request.auth,
+        username=payload.username,
+        password=payload.password,
+        display_name=payload.display_name,
+        email=payload.email,
+        phone=payload.phone,
         department=_department_or_none(payload.department_id),
-        roles=_roles(payload.role_ids), language=payload.language or "",
+        roles=_roles(payload.role_ids),
+        language=payload.language or "",
     )
     return 201, user
 
@@ -289,7 +307,9 @@ def update_user(request: AuthenticatedRequest, user_id: int, payload: UserUpdate
         department = _department_or_none(changes.pop("department_id"))
     roles = _roles(changes.pop("role_ids")) if changes.get("role_ids") is not None else None
     changes.pop("role_ids", None)
-    updated = services.user_update(actor=request.auth, user=user, department=department, roles=roles, **changes)
+    updated = services.user_update(
+        actor=request.auth, user=user, department=department, roles=roles, **changes
+    )
     return selectors.user_get(user=request.auth, user_id=updated.pk)
 
 
@@ -326,17 +346,25 @@ def list_departments(request: AuthenticatedRequest, query: Query[PageParams]) ->
 def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> tuple[int, Department]:
     require_permission(request.auth, "departments.create")
     parent = _department_or_none(payload.parent_id, field="parent_id")
-    return 201, services.department_create(actor=request.auth, name=payload.name, code=payload.code, parent=parent)
+    return 201, services.department_create(
+        actor=request.auth, name=payload.name, code=payload.code, parent=parent
+    )
 
 
-@router.get("/departments/{department_id}", response={200: DepartmentOut, **ERRORS_READ}, tags=["departments"])
+@router.get(
+    "/departments/{department_id}", response={200: DepartmentOut, **ERRORS_READ}, tags=["departments"]
+)
 def get_department(request: AuthenticatedRequest, department_id: int) -> Department:
     require_permission(request.auth, "departments.view")
     return selectors.department_get(user=request.auth, department_id=department_id)
 
 
-@router.patch("/departments/{department_id}", response={200: DepartmentOut, **ERRORS_WRITE}, tags=["departments"])
-def update_department(request: AuthenticatedRequest, department_id: int, payload: DepartmentUpdateIn) -> Department:
+@router.patch(
+    "/departments/{department_id}", response={200: DepartmentOut, **ERRORS_WRITE}, tags=["departments"]
+)
+def update_department(
+    request: AuthenticatedRequest, department_id: int, payload: DepartmentUpdateIn
+) -> Department:
     require_permission(request.auth, "departments.change")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     changes = payload.dict(exclude_unset=True)
@@ -364,16 +392,21 @@ def list_roles(request: AuthenticatedRequest, query: Query[PageParams]) -> dict[
 @router.get("/roles/resources", response={200: list[ResourceOut], **ERRORS_READ}, tags=["roles"])
 def list_permission_resources(request: AuthenticatedRequest) -> list[dict[str, Any]]:
     require_permission(request.auth, "roles.view")
-    return [{"name": r.name, "label": str(r.label), "actions": list(r.actions), "is_scoped": r.is_scoped}
-            for r in resources()]
+    return [
+        {"name": r.name, "label": str(r.label), "actions": list(r.actions), "is_scoped": r.is_scoped}
+        for r in resources()
+    ]
 
 
 @router.post("/roles", response={201: RoleOut, **ERRORS_WRITE}, tags=["roles"])
 def create_role(request: AuthenticatedRequest, payload: RoleIn) -> tuple[int, Role]:
     require_permission(request.auth, "roles.create")
     return 201, services.role_create(
-        actor=request.auth, name=payload.name, description=payload.description,
-        permissions=payload.permissions, data_scope=payload.data_scope,
+        actor=request.auth,
+        name=payload.name,
+        description=payload.description,
+        permissions=payload.permissions,
+        data_scope=payload.data_scope,
     )
 
 
@@ -407,7 +440,10 @@ def list_tokens(request: AuthenticatedRequest, query: Query[TokenQuery]) -> dict
 @router.post("/tokens", response={201: TokenCreatedOut, **ERRORS_WRITE}, tags=["tokens"])
 def create_token(request: AuthenticatedRequest, payload: TokenCreateIn) -> tuple[int, dict[str, Any]]:
     token, plaintext = services.token_create(
-        actor=request.auth, user=request.auth, name=payload.name, expires_at=payload.expires_at,
+        actor=request.auth,
+        user=request.auth,
+        name=payload.name,
+        expires_at=payload.expires_at,
     )
     return 201, {**TokenOut.from_orm(token).dict(), "token": plaintext}
 

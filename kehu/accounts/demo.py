@@ -27,12 +27,28 @@ DEMO_DEPARTMENTS = [
 
 # (name, description, permissions, scope)
 DEMO_ROLES = [
-    ("区域经理", "Regional manager: everything in the region", [
-        "users.view", "users.create", "users.change", "departments.view", "audit.view",
-    ], DataScope.SUBTREE),
-    ("店长", "Store manager: the store's staff and records", [
-        "users.view", "users.change", "departments.view",
-    ], DataScope.DEPARTMENT),
+    (
+        "区域经理",
+        "Regional manager: everything in the region",
+        [
+            "users.view",
+            "users.create",
+            "users.change",
+            "departments.view",
+            "audit.view",
+        ],
+        DataScope.SUBTREE,
+    ),
+    (
+        "店长",
+        "Store manager: the store's staff and records",
+        [
+            "users.view",
+            "users.change",
+            "departments.view",
+        ],
+        DataScope.DEPARTMENT,
+    ),
     ("店员", "Clerk: own records only", ["users.view", "departments.view"], DataScope.OWN),
 ]
 
@@ -73,13 +89,20 @@ def demo_organisation_create(*, password: str) -> DemoReport:
     roles: dict[str, Role] = {role.name: role for role in Role.objects.all()}
     for name, description, permissions, scope in DEMO_ROLES:
         if name not in roles:
-            roles[name] = role_create(actor=None, name=name, description=description,
-                                      permissions=permissions, data_scope=scope)
+            roles[name] = role_create(
+                actor=None, name=name, description=description, permissions=permissions, data_scope=scope
+            )
             report.roles += 1
     for username, display_name, department_code, role_name in DEMO_USERS:
         if not User.objects.filter(username__iexact=username).exists():
-            user_create(actor=None, username=username, password=password, display_name=display_name,
-                        department=by_code[department_code], roles=[roles[role_name]])
+            user_create(
+                actor=None,
+                username=username,
+                password=password,
+                display_name=display_name,
+                department=by_code[department_code],
+                roles=[roles[role_name]],
+            )
             report.users += 1
             report.usernames.append(username)
     return report

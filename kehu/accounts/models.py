@@ -25,8 +25,12 @@ class Department(models.Model):
     name = models.CharField(_("name"), max_length=100)
     code = models.CharField(_("code"), max_length=32, blank=True)
     parent = models.ForeignKey(
-        "self", verbose_name=_("parent department"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="children",
+        "self",
+        verbose_name=_("parent department"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
     )
     path = models.CharField(max_length=255, db_index=True, editable=False)
     depth = models.PositiveSmallIntegerField(default=0, editable=False)
@@ -39,7 +43,9 @@ class Department(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["parent", "name"], name="department_unique_name_per_parent"),
             models.UniqueConstraint(
-                fields=["code"], condition=~Q(code=""), name="department_unique_code",
+                fields=["code"],
+                condition=~Q(code=""),
+                name="department_unique_code",
             ),
         ]
 
@@ -54,7 +60,10 @@ class Role(models.Model):
     description = models.CharField(_("description"), max_length=255, blank=True)
     permissions = models.JSONField(_("permissions"), default=list, blank=True)
     data_scope = models.CharField(
-        _("data scope"), max_length=16, choices=DataScope.choices, default=DataScope.OWN,
+        _("data scope"),
+        max_length=16,
+        choices=DataScope.choices,
+        default=DataScope.OWN,
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -83,7 +92,10 @@ class User(AbstractBaseUser):
     username_validator = UnicodeUsernameValidator()
 
     username = models.CharField(
-        _("user name"), max_length=150, unique=True, validators=[username_validator],
+        _("user name"),
+        max_length=150,
+        unique=True,
+        validators=[username_validator],
         help_text=_("Letters, digits and @/./+/-/_ only."),
         error_messages={"unique": _("A user with that user name already exists.")},
     )
@@ -93,13 +105,19 @@ class User(AbstractBaseUser):
     phone = EncryptedTextField(_("mobile phone"), blank=True, default="")
     phone_index = models.CharField(max_length=32, blank=True, db_index=True, editable=False)
     department = models.ForeignKey(
-        Department, verbose_name=_("department"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="users",
+        Department,
+        verbose_name=_("department"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="users",
     )
     roles = models.ManyToManyField(Role, verbose_name=_("roles"), blank=True, related_name="users")
     is_active = models.BooleanField(_("active"), default=True)
     is_superuser = models.BooleanField(
-        _("superuser"), default=False, help_text=_("Has every permission over all data."),
+        _("superuser"),
+        default=False,
+        help_text=_("Has every permission over all data."),
     )
     language = models.CharField(_("language"), max_length=10, blank=True)
     date_joined = models.DateTimeField(_("joined"), default=timezone.now)
@@ -123,15 +141,23 @@ class User(AbstractBaseUser):
         return self.display_name or self.username
 
     # --- permissions ------------------------------------------------------------------------
-    def _role_grants(self) -> list[tuple[frozenset[str], str]]:
-        cached: list[tuple[frozenset[str], str]] | None = getattr(self, "_role_grants_cache", None)
+    def role_list(self) -> list[Role]:
+        """The user's roles, loaded once per instance (permission checks ask many times)."""
+        cached: list[Role] | None = self.__dict__.get("_role_list_cache")
         if cached is None:
-            cached = [(frozenset(role.permissions), role.data_scope) for role in self.roles.all()]
-            self._role_grants_cache = cached
+            cached = list(self.roles.all())
+            self.__dict__["_role_list_cache"] = cached
         return cached
 
+    def remember_roles(self, roles: list[Role]) -> None:
+        """Set the roles already loaded elsewhere (the token authentication fast path)."""
+        self.__dict__["_role_list_cache"] = roles
+
+    def _role_grants(self) -> list[tuple[frozenset[str], str]]:
+        return [(frozenset(role.permissions), role.data_scope) for role in self.role_list()]
+
     def forget_permissions(self) -> None:
-        self.__dict__.pop("_role_grants_cache", None)
+        self.__dict__.pop("_role_list_cache", None)
 
     def get_all_permissions(self, obj: Any = None) -> set[str]:
         if not self.is_active:
@@ -187,7 +213,9 @@ class ApiToken(models.Model):
     256 bits of randomness, so a plain digest (no slow hash) cannot be brute-forced.
     """
 
-    user = models.ForeignKey(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=16, db_index=True)
     token_hash = models.CharField(max_length=64, unique=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from django.db.models import Q, QuerySet
 
 from kehu.accounts.models import ApiToken, Department, Role, User
@@ -23,13 +24,18 @@ def user_list(*, user: User, filters: UserFilters | None = None) -> QuerySet[Use
     if filters:
         if filters.query:
             queryset = queryset.filter(
-                Q(username__icontains=filters.query) | Q(display_name__icontains=filters.query)
+                Q(username__icontains=filters.query)
+                | Q(display_name__icontains=filters.query)
                 | Q(email__icontains=filters.query)
             )
         if filters.department_id is not None:
             if filters.include_subdepartments:
                 department = Department.objects.filter(pk=filters.department_id).first()
-                queryset = queryset.filter(department__path__startswith=department.path) if department else queryset.none()
+                queryset = (
+                    queryset.filter(department__path__startswith=department.path)
+                    if department
+                    else queryset.none()
+                )
             else:
                 queryset = queryset.filter(department_id=filters.department_id)
         if filters.role_id is not None:

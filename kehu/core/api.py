@@ -9,7 +9,15 @@ from ninja import Field, Query, Router, Schema
 
 from kehu.core.audit import audit_verify
 from kehu.core.models import AuditEvent
-from kehu.core.schemas import ERRORS_READ, ApiRequest, PageParams, page_of, require_permission
+from kehu.core.schemas import (
+    ERRORS_READ,
+    ApiDateTime,
+    ApiRequest,
+    ObjectId,
+    PageParams,
+    page_of,
+    require_permission,
+)
 from kehu.core.selectors import AuditFilters, audit_event_get, audit_event_list
 
 router = Router(tags=["audit"])
@@ -39,11 +47,11 @@ class AuditEventPage(Schema):
 
 class AuditQuery(PageParams):
     action: str = Field("", max_length=64, description='An exact action, or a prefix ending in "." ("user.")')
-    actor_id: int | None = None
+    actor_id: ObjectId | None = None
     object_type: str = Field("", max_length=64)
     object_id: str = Field("", max_length=64)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: ApiDateTime | None = None
+    until: ApiDateTime | None = None
 
 
 class AuditVerifyOut(Schema):
@@ -57,8 +65,12 @@ class AuditVerifyOut(Schema):
 def list_audit_events(request: ApiRequest, query: Query[AuditQuery]) -> dict[str, Any]:
     require_permission(request.auth, "audit.view")
     filters = AuditFilters(
-        action=query.action, actor_id=query.actor_id, object_type=query.object_type,
-        object_id=query.object_id, since=query.since, until=query.until,
+        action=query.action,
+        actor_id=query.actor_id,
+        object_type=query.object_type,
+        object_id=query.object_id,
+        since=query.since,
+        until=query.until,
     )
     return page_of(audit_event_list(user=request.auth, filters=filters), query, ordering=("-sequence", "-id"))
 
@@ -67,8 +79,12 @@ def list_audit_events(request: ApiRequest, query: Query[AuditQuery]) -> dict[str
 def verify_audit_chain(request: ApiRequest) -> dict[str, Any]:
     require_permission(request.auth, "audit.view")
     result = audit_verify()
-    return {"is_intact": result.is_intact, "checked": result.checked,
-            "broken_sequence": result.broken_sequence, "reason": result.reason}
+    return {
+        "is_intact": result.is_intact,
+        "checked": result.checked,
+        "broken_sequence": result.broken_sequence,
+        "reason": result.reason,
+    }
 
 
 @router.get("/audit-events/{sequence}", response={200: AuditEventOut, **ERRORS_READ})

@@ -21,12 +21,18 @@ REDACTED = "[redacted]"
 # Keys whose values never enter the log at all, and keys that enter only masked.
 SECRET_KEYS = frozenset({"password", "password_hash", "token", "token_hash", "secret", "key", "api_key"})
 MASKED_KEYS: Mapping[str, str] = {
-    "phone": "phone", "mobile": "phone", "email": "email", "id_number": "id_number",
-    "street": "street", "address": "address",
+    "phone": "phone",
+    "mobile": "phone",
+    "email": "email",
+    "id_number": "id_number",
+    "street": "street",
+    "address": "address",
 }
 
 
-def redact(data: Mapping[str, Any] | None, *, extra_masked: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def redact(
+    data: Mapping[str, Any] | None, *, extra_masked: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
     """A copy of ``data`` fit for the audit log: secrets removed, personal data masked."""
     if data is None:
         return None
@@ -146,11 +152,17 @@ def audit_verify(*, chunk_size: int = 2000) -> VerifyResult:
     checked = 0
     for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
         if event.sequence != expected_sequence:
-            return VerifyResult(checked, expected_sequence, f"event #{expected_sequence} is missing (deleted)")
+            return VerifyResult(
+                checked, expected_sequence, f"event #{expected_sequence} is missing (deleted)"
+            )
         if event.prev_hash != expected_previous:
-            return VerifyResult(checked, event.sequence, f"event #{event.sequence} does not follow the previous event")
+            return VerifyResult(
+                checked, event.sequence, f"event #{event.sequence} does not follow the previous event"
+            )
         if compute_hash(event) != event.hash:
-            return VerifyResult(checked, event.sequence, f"event #{event.sequence} was altered after it was written")
+            return VerifyResult(
+                checked, event.sequence, f"event #{event.sequence} was altered after it was written"
+            )
         expected_previous = event.hash
         expected_sequence += 1
         checked += 1
@@ -159,6 +171,8 @@ def audit_verify(*, chunk_size: int = 2000) -> VerifyResult:
     head_hash = head.last_hash if head else GENESIS_HASH
     if head_sequence != checked or head_hash != expected_previous:
         return VerifyResult(
-            checked, checked + 1, f"the log ends at #{checked} but #{head_sequence} was written: newest events deleted"
+            checked,
+            checked + 1,
+            f"the log ends at #{checked} but #{head_sequence} was written: newest events deleted",
         )
     return VerifyResult(checked, None, "intact")

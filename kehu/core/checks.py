@@ -20,8 +20,10 @@ def check_encryption_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
     if keyring.source != "environment":
         mode = settings.ENCRYPTION_KEY_FILE.stat().st_mode & 0o777
         if mode & 0o077:
-            messages.append(Warning(
-                f"{settings.ENCRYPTION_KEY_FILE} is readable by other users (mode {mode:o}); chmod 600 it.",
-                id="kehu.W001",
-            ))
+            messages.append(
+                Warning(
+                    f"{settings.ENCRYPTION_KEY_FILE} is readable by other users (mode {mode:o}); chmod 600 it.",
+                    id="kehu.W001",
+                )
+            )
     return messages

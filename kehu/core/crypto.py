@@ -43,7 +43,9 @@ class Keyring:
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.primary_id]).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
+        sealed = AESGCM(self.keys[self.primary_id]).encrypt(
+            nonce, plaintext.encode("utf-8"), context.encode()
+        )
         encoded = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{CIPHERTEXT_VERSION}:{self.primary_id}:{encoded}"
 

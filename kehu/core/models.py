@@ -30,8 +30,12 @@ class AuditEvent(models.Model):
     # PROTECT: users are deactivated, never deleted, once they have acted; nulling the actor
     # would rewrite history and break the chain.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("actor"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     actor_label = models.CharField(_("actor name"), max_length=150, blank=True)
     action = models.CharField(_("action"), max_length=64, db_index=True)

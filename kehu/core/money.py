@@ -34,14 +34,14 @@ def to_fen(amount: Decimal | str | int, *, field: str = "amount") -> int:
         ) from error
     if not value.is_finite():
         raise ValidationFailed(_("Not an amount of money."), fields={field: [_("Not an amount of money.")]})
+    # Size first: quantizing 1e30 to fen overflows the decimal context (InvalidOperation).
+    if value.copy_abs() > Decimal(MAX_ABS_FEN) / FEN_PER_YUAN:
+        message = _("The amount is too large.")
+        raise ValidationFailed(message, fields={field: [message]})
     if value.quantize(_CENT) != value:
         message = _("Amounts have at most two decimal places.")
         raise ValidationFailed(message, fields={field: [message]})
-    fen = int(value * FEN_PER_YUAN)
-    if abs(fen) > MAX_ABS_FEN:
-        message = _("The amount is too large.")
-        raise ValidationFailed(message, fields={field: [message]})
-    return fen
+    return int(value * FEN_PER_YUAN)
 
 
 def fen_to_decimal(fen: int) -> Decimal:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from kehu.core.errors import ValidationFailed
@@ -107,7 +109,10 @@ def keyset_page(
     limit = max(1, min(int(limit), MAX_PAGE_SIZE))
     queryset = queryset.order_by(*ordering)
     if after:
-        queryset = queryset.filter(_seek_filter(ordering, decode_cursor(after, expected_length=len(ordering))))
+        values = _checked_cursor_values(
+            queryset.model, ordering, decode_cursor(after, expected_length=len(ordering))
+        )
+        queryset = queryset.filter(_seek_filter(ordering, values))
     rows = list(queryset[: limit + 1])
     next_cursor = None
     if len(rows) > limit:
@@ -115,6 +120,47 @@ def keyset_page(
         last = rows[-1]
         next_cursor = encode_cursor([_attribute(last, term.lstrip("-")) for term in ordering])
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def _invalid_cursor() -> ValidationFailed:
+    message = _("This page cursor is not valid; start again from the first page.")
+    return ValidationFailed(message, fields={"cursor": [message]})
+
+
+def _ordering_field(model: type[models.Model], path: str) -> models.Field[Any, Any]:
+    field: Any = model._meta.pk
+    for part in path.split("__"):
+        field = model._meta.pk if part == "pk" else model._meta.get_field(part)
+        if field.is_relation and field.related_model is not None:
+            model = field.related_model
+    if field.is_relation:
+        field = field.target_field
+    return field  # type: ignore[no-any-return]
+
+
+def _checked_cursor_values(
+    model: type[models.Model], ordering: Sequence[str], values: list[Any]
+) -> list[Any]:
+    """The cursor's values as the ordering columns' types; a tampered cursor is a 422, not a 500.
+
+    A cursor comes back from the client, so a value of the wrong type (a list where an id was),
+    a null, a naive time or an integer beyond 64 bits must be refused before the query runs.
+    """
+    checked = []
+    for term, value in zip(ordering, values, strict=True):
+        field = _ordering_field(model, term.lstrip("-"))
+        if value is None or isinstance(value, (list, dict)) or (isinstance(value, str) and "\x00" in value):
+            raise _invalid_cursor()
+        try:
+            value = field.to_python(value)
+        except (DjangoValidationError, TypeError, ValueError) as error:
+            raise _invalid_cursor() from error
+        if isinstance(field, models.IntegerField) and not -(2**63) <= value < 2**63:
+            raise _invalid_cursor()
+        if isinstance(value, dt.datetime) and timezone.is_naive(value):
+            raise _invalid_cursor()
+        checked.append(value)
+    return checked
 
 
 def _attribute(instance: models.Model, path: str) -> Any:

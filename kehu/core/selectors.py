@@ -31,7 +31,8 @@ def audit_event_list(*, user: PermissionHolder, filters: AuditFilters | None = N
         if filters.action:
             # "user." matches every user action; a full name matches exactly.
             queryset = (
-                queryset.filter(action__startswith=filters.action) if filters.action.endswith(".")
+                queryset.filter(action__startswith=filters.action)
+                if filters.action.endswith(".")
                 else queryset.filter(action=filters.action)
             )
         if filters.actor_id is not None:

@@ -34,10 +34,14 @@ def keys_add_primary() -> str:
             "keys come from KEHU_ENCRYPTION_KEYS: put a new key first in that list, restart, then rotate"
         )
     new_id = crypto.new_key_id()
-    encoded = {key_id: base64.urlsafe_b64encode(key).decode().rstrip("=") for key_id, key in keyring.keys.items()}
+    encoded = {
+        key_id: base64.urlsafe_b64encode(key).decode().rstrip("=") for key_id, key in keyring.keys.items()
+    }
     encoded[new_id] = crypto.new_key()
     crypto.write_key_file(
-        Path(settings.ENCRYPTION_KEY_FILE), primary_id=new_id, keys=encoded,
+        Path(settings.ENCRYPTION_KEY_FILE),
+        primary_id=new_id,
+        keys=encoded,
         blind_index_key=base64.urlsafe_b64encode(keyring.blind_index_key).decode().rstrip("="),
     )
     crypto.load_keyring(refresh=True)
@@ -45,7 +49,10 @@ def keys_add_primary() -> str:
 
 
 def keys_rotate(
-    *, actor: object | None = None, new_key: bool = True, batch_size: int = 500,
+    *,
+    actor: object | None = None,
+    new_key: bool = True,
+    batch_size: int = 500,
     progress: Callable[[str, int], None] | None = None,
 ) -> RotationReport:
     """Re-encrypt every encrypted column under the primary key, in batches, while serving.
@@ -79,7 +86,9 @@ def keys_rotate(
             if not rows:
                 break
             last_pk = rows[-1][0]
-            stale = [(pk, token) for pk, token in rows if token and crypto.key_id_of(token) != keyring.primary_id]
+            stale = [
+                (pk, token) for pk, token in rows if token and crypto.key_id_of(token) != keyring.primary_id
+            ]
             if stale:
                 with transaction.atomic(), connection.cursor() as cursor:
                     for pk, token in stale:
@@ -98,7 +107,10 @@ def keys_rotate(
         report.rewritten[label] = rewritten
     with transaction.atomic():
         audit_record(
-            actor=actor, action="keys.rotate", object_type="core.keyring", object_id=keyring.primary_id,
+            actor=actor,
+            action="keys.rotate",
+            object_type="core.keyring",
+            object_id=keyring.primary_id,
             after={"primary_key_id": keyring.primary_id, "rewritten": report.total},
         )
     return report

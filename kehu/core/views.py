@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -31,13 +32,23 @@ AUDIT_ORDERING = ("-sequence", "-id")
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(label=_("Action"), max_length=64, required=False,
-                             help_text=_('An exact action, or a prefix ending in "." such as "user."'))
+    # Core must not import the web package (it knows the accounts app), so Tabler's classes are set here.
+    action = forms.CharField(
+        label=_("Action"),
+        max_length=64,
+        required=False,
+        help_text=_('An exact action, or a prefix ending in "." such as "user."'),
+    )
     actor = forms.IntegerField(label=_("Actor ID"), min_value=1, required=False)
     object_type = forms.CharField(label=_("Object type"), max_length=64, required=False)
     object_id = forms.CharField(label=_("Object ID"), max_length=64, required=False)
     since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs["class"] = "form-control form-control-sm"
 
     def filters(self) -> AuditFilters:
         if not self.is_valid():
@@ -93,12 +104,18 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         query = request.GET.copy()
         query["after"] = page.next_cursor
         next_url = f"{reverse('web:audit_list')}?{query.urlencode()}"
-    rows = [AuditRow(event=event, before=_pretty(event.before), after=_pretty(event.after)) for event in page.items]
+    rows = [
+        AuditRow(event=event, before=_pretty(event.before), after=_pretty(event.after))
+        for event in page.items
+    ]
     context = {"form": form, "rows": rows, "next_url": next_url, "error": error}
     htmx = getattr(request, "htmx", None)
-    if htmx and not htmx.boosted:
-        return render(request, "core/_audit_rows.html", context)
-    return render(request, "core/audit_list.html", context)
+    # A history restore (Back after HTMX's cache was evicted) needs the whole page.
+    partial = htmx is not None and bool(htmx) and not htmx.boosted and not htmx.history_restore_request
+    response = render(request, "core/_audit_rows.html" if partial else "core/audit_list.html", context)
+    # The same URL answers a fragment or a page: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required

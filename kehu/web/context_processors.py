@@ -32,5 +32,11 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             url = reverse(name)
         except Exception:  # noqa: BLE001,S112 -- a page not yet built is simply left out of the menu
             continue
-        entries.append({"url": url, "label": label, "is_current": current == name or current.startswith(name.rsplit("_", 1)[0])})
+        entries.append(
+            {
+                "url": url,
+                "label": label,
+                "is_current": current == name or current.startswith(name.rsplit("_", 1)[0]),
+            }
+        )
     return {"navigation": entries}

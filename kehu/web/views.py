@@ -1,7 +1,8 @@
-"""Sign-in, sign-out and the home page."""
+"""Sign-in, sign-out, the language switch and the home page."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -9,9 +10,11 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import activate
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.i18n import set_language
 
 from kehu.accounts.errors import InvalidCredentials, LoginThrottled
-from kehu.accounts.services import login_attempt, logout_record, session_register
+from kehu.accounts.models import User
+from kehu.accounts.services import login_attempt, logout_record, session_register, user_update
 from kehu.core.middleware import client_ip
 from kehu.web.forms import LoginForm
 
@@ -26,15 +29,21 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = login_attempt(
-                username=form.cleaned_data["username"], password=form.cleaned_data["password"], ip=client_ip(request),
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                ip=client_ip(request),
             )
         except (InvalidCredentials, LoginThrottled) as error:
             form.add_error(None, error.message)
             status = error.status
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            session_register(user=user, session_key=request.session.session_key or "", ip=client_ip(request),
-                             user_agent=request.META.get("HTTP_USER_AGENT", ""))
+            session_register(
+                user=user,
+                session_key=request.session.session_key or "",
+                ip=client_ip(request),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            )
             response = redirect(next_url or "web:home")
             if user.language:
                 activate(user.language)
@@ -45,8 +54,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        logout_record(user=request.user, session_key=request.session.session_key)  # type: ignore[arg-type]
+    if isinstance(request.user, User):
+        logout_record(user=request.user, session_key=request.session.session_key)
     logout(request)
     return redirect("web:login")
 
@@ -54,3 +63,22 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html", {})
+
+
+@require_POST
+def language_switch(request: HttpRequest) -> HttpResponse:
+    """Django's ``set_language`` (cookie and redirect), and for a signed-in user also their profile.
+
+    Keeping the choice on the user makes it follow them to other browsers: sign-in applies it.
+    """
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    user = request.user
+    if (
+        isinstance(user, User)
+        and user.is_active
+        and language in dict(settings.LANGUAGES)
+        and user.language != language
+    ):
+        user_update(actor=user, user=user, language=language)
+    return response

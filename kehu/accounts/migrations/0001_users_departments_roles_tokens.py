@@ -3,135 +3,249 @@
 import django.contrib.auth.validators
 import django.db.models.deletion
 import django.utils.timezone
-import kehu.core.fields
 from django.conf import settings
 from django.db import migrations, models
 
+import kehu.core.fields
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that user name already exists.'}, help_text='Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='user name')),
-                ('display_name', models.CharField(blank=True, max_length=100, verbose_name='display name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email')),
-                ('phone', kehu.core.fields.EncryptedTextField(blank=True, default='', verbose_name='mobile phone')),
-                ('phone_index', models.CharField(blank=True, db_index=True, editable=False, max_length=32)),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Has every permission over all data.', verbose_name='superuser')),
-                ('language', models.CharField(blank=True, max_length=10, verbose_name='language')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='joined')),
-                ('deactivated_at', models.DateTimeField(blank=True, null=True, verbose_name='deactivated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that user name already exists."},
+                        help_text="Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="user name",
+                    ),
+                ),
+                ("display_name", models.CharField(blank=True, max_length=100, verbose_name="display name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email")),
+                (
+                    "phone",
+                    kehu.core.fields.EncryptedTextField(blank=True, default="", verbose_name="mobile phone"),
+                ),
+                ("phone_index", models.CharField(blank=True, db_index=True, editable=False, max_length=32)),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Has every permission over all data.",
+                        verbose_name="superuser",
+                    ),
+                ),
+                ("language", models.CharField(blank=True, max_length=10, verbose_name="language")),
+                (
+                    "date_joined",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="joined"),
+                ),
+                ("deactivated_at", models.DateTimeField(blank=True, null=True, verbose_name="deactivated")),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
             },
         ),
         migrations.CreateModel(
-            name='LoginFailure',
+            name="LoginFailure",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('username', models.CharField(db_index=True, max_length=150)),
-                ('ip', models.GenericIPAddressField(blank=True, db_index=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("username", models.CharField(db_index=True, max_length=150)),
+                ("ip", models.GenericIPAddressField(blank=True, db_index=True, null=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'failed sign-in',
+                "verbose_name": "failed sign-in",
             },
         ),
         migrations.CreateModel(
-            name='Role',
+            name="Role",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True, verbose_name='name')),
-                ('description', models.CharField(blank=True, max_length=255, verbose_name='description')),
-                ('permissions', models.JSONField(blank=True, default=list, verbose_name='permissions')),
-                ('data_scope', models.CharField(choices=[('own', 'Own records'), ('department', 'Own department'), ('subtree', 'Department and below'), ('all', 'Everything')], default='own', max_length=16, verbose_name='data scope')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True, verbose_name="name")),
+                ("description", models.CharField(blank=True, max_length=255, verbose_name="description")),
+                ("permissions", models.JSONField(blank=True, default=list, verbose_name="permissions")),
+                (
+                    "data_scope",
+                    models.CharField(
+                        choices=[
+                            ("own", "Own records"),
+                            ("department", "Own department"),
+                            ("subtree", "Department and below"),
+                            ("all", "Everything"),
+                        ],
+                        default="own",
+                        max_length=16,
+                        verbose_name="data scope",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
             ],
             options={
-                'verbose_name': 'role',
-                'verbose_name_plural': 'roles',
-                'ordering': ['name'],
+                "verbose_name": "role",
+                "verbose_name_plural": "roles",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('prefix', models.CharField(db_index=True, max_length=16, verbose_name='prefix')),
-                ('token_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('last_used_at', models.DateTimeField(blank=True, null=True, verbose_name='last used')),
-                ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='expires')),
-                ('revoked_at', models.DateTimeField(blank=True, null=True, verbose_name='revoked')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("prefix", models.CharField(db_index=True, max_length=16, verbose_name="prefix")),
+                ("token_hash", models.CharField(max_length=64, unique=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
+                ("last_used_at", models.DateTimeField(blank=True, null=True, verbose_name="last used")),
+                ("expires_at", models.DateTimeField(blank=True, null=True, verbose_name="expires")),
+                ("revoked_at", models.DateTimeField(blank=True, null=True, verbose_name="revoked")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API token',
-                'verbose_name_plural': 'API tokens',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "API token",
+                "verbose_name_plural": "API tokens",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Department',
+            name="Department",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('code', models.CharField(blank=True, max_length=32, verbose_name='code')),
-                ('path', models.CharField(db_index=True, editable=False, max_length=255)),
-                ('depth', models.PositiveSmallIntegerField(default=0, editable=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='accounts.department', verbose_name='parent department')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("code", models.CharField(blank=True, max_length=32, verbose_name="code")),
+                ("path", models.CharField(db_index=True, editable=False, max_length=255)),
+                ("depth", models.PositiveSmallIntegerField(default=0, editable=False)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="accounts.department",
+                        verbose_name="parent department",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'department',
-                'verbose_name_plural': 'departments',
-                'ordering': ['path'],
+                "verbose_name": "department",
+                "verbose_name_plural": "departments",
+                "ordering": ["path"],
             },
         ),
         migrations.AddField(
-            model_name='user',
-            name='department',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='users', to='accounts.department', verbose_name='department'),
+            model_name="user",
+            name="department",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="users",
+                to="accounts.department",
+                verbose_name="department",
+            ),
         ),
         migrations.AddField(
-            model_name='user',
-            name='roles',
-            field=models.ManyToManyField(blank=True, related_name='users', to='accounts.role', verbose_name='roles'),
+            model_name="user",
+            name="roles",
+            field=models.ManyToManyField(
+                blank=True, related_name="users", to="accounts.role", verbose_name="roles"
+            ),
         ),
         migrations.CreateModel(
-            name='UserSession',
+            name="UserSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_key', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=255)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sessions', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("session_key", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=255)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sessions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user session',
+                "verbose_name": "user session",
             },
         ),
         migrations.AddConstraint(
-            model_name='department',
-            constraint=models.UniqueConstraint(fields=('parent', 'name'), name='department_unique_name_per_parent'),
+            model_name="department",
+            constraint=models.UniqueConstraint(
+                fields=("parent", "name"), name="department_unique_name_per_parent"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='department',
-            constraint=models.UniqueConstraint(condition=models.Q(('code', ''), _negated=True), fields=('code',), name='department_unique_code'),
+            model_name="department",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("code", ""), _negated=True),
+                fields=("code",),
+                name="department_unique_code",
+            ),
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,40 +14,63 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AuditChainHead',
+            name="AuditChainHead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('last_sequence', models.BigIntegerField(default=0)),
-                ('last_hash', models.CharField(max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("last_sequence", models.BigIntegerField(default=0)),
+                ("last_hash", models.CharField(max_length=64)),
             ],
             options={
-                'verbose_name': 'audit chain head',
+                "verbose_name": "audit chain head",
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence', models.BigIntegerField(unique=True, verbose_name='sequence')),
-                ('created_at', models.DateTimeField(db_index=True, verbose_name='time')),
-                ('actor_label', models.CharField(blank=True, max_length=150, verbose_name='actor name')),
-                ('action', models.CharField(db_index=True, max_length=64, verbose_name='action')),
-                ('object_type', models.CharField(blank=True, max_length=64, verbose_name='object type')),
-                ('object_id', models.CharField(blank=True, max_length=64, verbose_name='object id')),
-                ('object_repr', models.CharField(blank=True, max_length=200, verbose_name='object')),
-                ('before', models.JSONField(blank=True, null=True, verbose_name='before')),
-                ('after', models.JSONField(blank=True, null=True, verbose_name='after')),
-                ('ip', models.GenericIPAddressField(blank=True, null=True, verbose_name='IP address')),
-                ('request_id', models.CharField(blank=True, max_length=64, verbose_name='request id')),
-                ('channel', models.CharField(blank=True, max_length=16, verbose_name='channel')),
-                ('prev_hash', models.CharField(max_length=64, verbose_name='previous hash')),
-                ('hash', models.CharField(max_length=64, verbose_name='hash')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sequence", models.BigIntegerField(unique=True, verbose_name="sequence")),
+                ("created_at", models.DateTimeField(db_index=True, verbose_name="time")),
+                ("actor_label", models.CharField(blank=True, max_length=150, verbose_name="actor name")),
+                ("action", models.CharField(db_index=True, max_length=64, verbose_name="action")),
+                ("object_type", models.CharField(blank=True, max_length=64, verbose_name="object type")),
+                ("object_id", models.CharField(blank=True, max_length=64, verbose_name="object id")),
+                ("object_repr", models.CharField(blank=True, max_length=200, verbose_name="object")),
+                ("before", models.JSONField(blank=True, null=True, verbose_name="before")),
+                ("after", models.JSONField(blank=True, null=True, verbose_name="after")),
+                ("ip", models.GenericIPAddressField(blank=True, null=True, verbose_name="IP address")),
+                ("request_id", models.CharField(blank=True, max_length=64, verbose_name="request id")),
+                ("channel", models.CharField(blank=True, max_length=16, verbose_name="channel")),
+                ("prev_hash", models.CharField(max_length=64, verbose_name="previous hash")),
+                ("hash", models.CharField(max_length=64, verbose_name="hash")),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="actor",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'audit event',
-                'verbose_name_plural': 'audit events',
-                'indexes': [models.Index(fields=['object_type', 'object_id', 'sequence'], name='audit_object_idx'), models.Index(fields=['actor', 'sequence'], name='audit_actor_idx')],
+                "verbose_name": "audit event",
+                "verbose_name_plural": "audit events",
+                "indexes": [
+                    models.Index(fields=["object_type", "object_id", "sequence"], name="audit_object_idx"),
+                    models.Index(fields=["actor", "sequence"], name="audit_actor_idx"),
+                ],
             },
         ),
     ]

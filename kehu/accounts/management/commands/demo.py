@@ -26,8 +26,10 @@ class Command(BaseCommand):
             report = demo_organisation_create(password=password)
         except DomainError as error:
             raise CommandError(f"{error.message} {error.fields or ''}".strip()) from error
-        self.stdout.write(self.style.SUCCESS(
-            f"demo data: {report.departments} departments, {report.roles} roles, {report.users} users added"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"demo data: {report.departments} departments, {report.roles} roles, {report.users} users added"
+            )
+        )
         if report.usernames:
             self.stdout.write(f"staff accounts: {', '.join(report.usernames)}; password: {password}")

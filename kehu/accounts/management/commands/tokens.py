@@ -39,7 +39,9 @@ class Command(BaseCommand):
                 raise CommandError("--days must be at least 1")
             expires = timezone.now() + timedelta(days=options["days"]) if options["days"] else None
             try:
-                token, plaintext = token_create(actor=None, user=user, name=options["name"], expires_at=expires)
+                token, plaintext = token_create(
+                    actor=None, user=user, name=options["name"], expires_at=expires
+                )
             except DomainError as error:
                 raise CommandError(error.message) from error
             self.stderr.write(f"token {token.pk} for {user.username}; shown once, store it now:")
@@ -49,11 +51,16 @@ class Command(BaseCommand):
             if options["user"]:
                 tokens = tokens.filter(user__username__iexact=options["user"])
             rows: list[dict[str, str | int | None]] = [
-                {"id": t.pk, "user": t.user.username, "name": t.name, "prefix": t.prefix,
-                 "created_at": t.created_at.isoformat(),
-                 "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
-                 "expires_at": t.expires_at.isoformat() if t.expires_at else None,
-                 "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+                {
+                    "id": t.pk,
+                    "user": t.user.username,
+                    "name": t.name,
+                    "prefix": t.prefix,
+                    "created_at": t.created_at.isoformat(),
+                    "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                    "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                }
                 for t in tokens
             ]
             if options["json"]:
@@ -62,7 +69,13 @@ class Command(BaseCommand):
             table = Table("id", "user", "name", "prefix", "created", "last used", "state")
             for row in rows:
                 state = "revoked" if row["revoked_at"] else "active"
-                table.add_row(*(str(row[key] or "-")[:19] for key in ("id", "user", "name", "prefix", "created_at", "last_used_at")), state)
+                table.add_row(
+                    *(
+                        str(row[key] or "-")[:19]
+                        for key in ("id", "user", "name", "prefix", "created_at", "last_used_at")
+                    ),
+                    state,
+                )
             Console().print(table)
         else:
             found = ApiToken.objects.filter(pk=options["token_id"]).first()

@@ -32,9 +32,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1, help="gunicorn processes")
+        parser.add_argument(
+            "--workers", type=int, default=(os.cpu_count() or 1) + 1, help="gunicorn processes"
+        )
         parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn process")
-        parser.add_argument("--no-worker", action="store_true", help="do not start a job consumer beside the server")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="do not start a job consumer beside the server"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
@@ -45,17 +49,19 @@ class Command(BaseCommand):
             consumer = subprocess.Popen([sys.executable, "-m", "kehu.cli", "worker"])  # noqa: S603 -- our own interpreter and module
         self.stdout.write(f"Kehu serving on http://{options['host']}:{options['port']}/ (Ctrl-C stops)")
         try:
-            KehuServer({
-                "bind": f"{options['host']}:{options['port']}",
-                "workers": options["workers"],
-                "threads": options["threads"],
-                "worker_class": "gthread" if options["threads"] > 1 else "sync",
-                "accesslog": "-" if settings.DEBUG else None,
-                "errorlog": "-",
-                "graceful_timeout": 20,
-                "timeout": 120,
-                "keepalive": 5,
-            }).run()
+            KehuServer(
+                {
+                    "bind": f"{options['host']}:{options['port']}",
+                    "workers": options["workers"],
+                    "threads": options["threads"],
+                    "worker_class": "gthread" if options["threads"] > 1 else "sync",
+                    "accesslog": "-" if settings.DEBUG else None,
+                    "errorlog": "-",
+                    "graceful_timeout": 20,
+                    "timeout": 120,
+                    "keepalive": 5,
+                }
+            ).run()
         finally:
             if consumer is not None:
                 consumer.terminate()

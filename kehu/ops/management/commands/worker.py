@@ -10,9 +10,12 @@ class Command(BaseCommand):
     help = "Run a job consumer (Huey). Any number may run, on this machine or others sharing the queue."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--workers", type=int, default=None, help="worker threads (default from settings)")
         parser.add_argument(
-            "--no-periodic", action="store_true",
+            "--workers", type=int, default=None, help="worker threads (default from settings)"
+        )
+        parser.add_argument(
+            "--no-periodic",
+            action="store_true",
             help="do not schedule periodic jobs (run them on exactly one worker of a shared queue)",
         )
 

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs every scenario in bench/scenarios and rewrites docs/benchmarks.md."""
