@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kehu.settings")
     from django.core.management import execute_from_command_line
 
+    from kehu.core.context import RequestContext, set_context
+
+    # Audit events written from here say they came from the command line (or a worker).
+    set_context(RequestContext(channel="worker" if verb == "worker" else "cli"))
+
     if verb == "manage":
         if not rest:
             rest = ["help"]

@@ -49,7 +49,9 @@ def departments(db: None) -> dict[str, Department]:
     east = DepartmentFactory(name="华东区", parent=head)
     west = DepartmentFactory(name="华西区", parent=head)
     return {
-        "head": head, "east": east, "west": west,
+        "head": head,
+        "east": east,
+        "west": west,
         "store_a": DepartmentFactory(name="上海店", parent=east),
         "store_b": DepartmentFactory(name="杭州店", parent=east),
         "store_c": DepartmentFactory(name="成都店", parent=west),
@@ -61,8 +63,12 @@ def make_user(db: None) -> Callable[..., User]:
     """make_user(permissions=["users.view"], scope="department", department=...) -> User."""
 
     def make(
-        *, permissions: list[str] | None = None, scope: str = "all", department: Department | None = None,
-        is_superuser: bool = False, **fields: Any,
+        *,
+        permissions: list[str] | None = None,
+        scope: str = "all",
+        department: Department | None = None,
+        is_superuser: bool = False,
+        **fields: Any,
     ) -> User:
         roles = [RoleFactory(permissions=permissions, data_scope=scope)] if permissions else []
         return UserFactory(department=department, is_superuser=is_superuser, roles=roles, **fields)
@@ -103,8 +109,12 @@ def web_client_as() -> Callable[[User], Client]:
 
 
 @pytest.fixture
-def scope_world(departments: dict[str, Department], make_user: Callable[..., User], admin_user: User,
-                api_as: Callable[[User | None], ApiClient]) -> Any:
+def scope_world(
+    departments: dict[str, Department],
+    make_user: Callable[..., User],
+    admin_user: User,
+    api_as: Callable[[User | None], ApiClient],
+) -> Any:
     """The world a scope-matrix case runs in (tests/scope_matrix.py); an administrator exists."""
     from tests.scope_matrix import World
 

@@ -13,6 +13,7 @@ TEST_PASSWORD = "correct-horse-battery-staple"
 class DepartmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Department
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"门店 {n}")
     path = ""

@@ -49,8 +49,14 @@ CALLER_DEPARTMENT = "store_a"
 TARGET_DEPARTMENT = "store_c"
 
 # Models whose row counts must not move on a denied request.
-COUNTED_MODELS = ("accounts.User", "accounts.Department", "accounts.Role", "accounts.ApiToken",
-                  "accounts.UserSession", "core.AuditEvent")
+COUNTED_MODELS = (
+    "accounts.User",
+    "accounts.Department",
+    "accounts.Role",
+    "accounts.ApiToken",
+    "accounts.UserSession",
+    "core.AuditEvent",
+)
 
 
 @dataclass(frozen=True)
@@ -142,16 +148,20 @@ def _caller(endpoint: Endpoint, case: str, world: World) -> User | None:
     if case.startswith(OTHER_SCOPE):
         variant = next(v for v in endpoint.scope_variants if case == f"{OTHER_SCOPE}{v.name}")
         granted = [permission for permission in endpoint.permissions if permission not in variant.withhold]
-        return world.make_user(permissions=granted, scope=variant.data_scope,
-                               department=departments[variant.department])
-    return world.make_user(permissions=list(endpoint.permissions), scope="all",
-                           department=departments[CALLER_DEPARTMENT])
+        return world.make_user(
+            permissions=granted, scope=variant.data_scope, department=departments[variant.department]
+        )
+    return world.make_user(
+        permissions=list(endpoint.permissions), scope="all", department=departments[CALLER_DEPARTMENT]
+    )
 
 
 def state_of(target: models.Model | None) -> dict[str, Any]:
     """Everything a denied request must leave alone: row counts, audit events, the target row."""
     state: dict[str, Any] = {label: apps.get_model(label).objects.count() for label in COUNTED_MODELS}
-    state["audit_sequences"] = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
+    state["audit_sequences"] = list(
+        AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True)
+    )
     if target is not None:
         model = type(target)
         state["target"] = model.objects.filter(pk=target.pk).values().first()
@@ -186,7 +196,9 @@ def run_case(endpoint: Endpoint, case: str, world: World) -> Any:
     if case == ALLOWED:
         assert response.status_code == endpoint.expected, response.content
         if endpoint.is_list:
-            keys = [item.get(endpoint.key if endpoint.key != "pk" else "id") for item in response.json()["items"]]
+            keys = [
+                item.get(endpoint.key if endpoint.key != "pk" else "id") for item in response.json()["items"]
+            ]
             assert getattr(world.target, endpoint.key) in keys
         if endpoint.check_allowed:
             endpoint.check_allowed(world, response)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.utils.translation import gettext as _
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from kehu.accounts import selectors, services
 from kehu.accounts.auth import AuthenticatedRequest
@@ -255,9 +255,9 @@ def update_me(request: AuthenticatedRequest, payload: MeUpdateIn) -> User:
 
 
 @router.post("/me/password", response={204: None, **ERRORS_WRITE}, tags=["me"])
-def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> tuple[int, None]:
+def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> Status[None]:
     services.user_set_password(actor=request.auth, user=request.auth, password=payload.password)
-    return 204, None
+    return Status(204, None)
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[s
 
 
 @router.post("/users", response={201: UserOut, **ERRORS_WRITE}, tags=["users"])
-def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> tuple[int, User]:
+def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> Status[User]:
     require_permission(request.auth, "users.create")
     user = services.user_create(
         actor=request.auth,
@@ -288,7 +288,7 @@ def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> tuple[i
         roles=_roles(payload.role_ids),
         language=payload.language or "",
     )
-    return 201, user
+    return Status(201, user)
 
 
 @router.get("/users/{user_id}", response={200: UserOut, **ERRORS_READ}, tags=["users"])
@@ -328,11 +328,11 @@ def reactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
 
 
 @router.post("/users/{user_id}/password", response={204: None, **ERRORS_WRITE}, tags=["users"])
-def set_user_password(request: AuthenticatedRequest, user_id: int, payload: PasswordIn) -> tuple[int, None]:
+def set_user_password(request: AuthenticatedRequest, user_id: int, payload: PasswordIn) -> Status[None]:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     services.user_set_password(actor=request.auth, user=user, password=payload.password)
-    return 204, None
+    return Status(204, None)
 
 
 # --- departments ----------------------------------------------------------------------------
@@ -343,12 +343,13 @@ def list_departments(request: AuthenticatedRequest, query: Query[PageParams]) ->
 
 
 @router.post("/departments", response={201: DepartmentOut, **ERRORS_WRITE}, tags=["departments"])
-def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> tuple[int, Department]:
+def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> Status[Department]:
     require_permission(request.auth, "departments.create")
     parent = _department_or_none(payload.parent_id, field="parent_id")
-    return 201, services.department_create(
+    department = services.department_create(
         actor=request.auth, name=payload.name, code=payload.code, parent=parent
     )
+    return Status(201, department)
 
 
 @router.get(
@@ -375,11 +376,11 @@ def update_department(
 
 
 @router.delete("/departments/{department_id}", response={204: None, **ERRORS_WRITE}, tags=["departments"])
-def delete_department(request: AuthenticatedRequest, department_id: int) -> tuple[int, None]:
+def delete_department(request: AuthenticatedRequest, department_id: int) -> Status[None]:
     require_permission(request.auth, "departments.delete")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     services.department_delete(actor=request.auth, department=department)
-    return 204, None
+    return Status(204, None)
 
 
 # --- roles ----------------------------------------------------------------------------------
@@ -399,15 +400,16 @@ def list_permission_resources(request: AuthenticatedRequest) -> list[dict[str, A
 
 
 @router.post("/roles", response={201: RoleOut, **ERRORS_WRITE}, tags=["roles"])
-def create_role(request: AuthenticatedRequest, payload: RoleIn) -> tuple[int, Role]:
+def create_role(request: AuthenticatedRequest, payload: RoleIn) -> Status[Role]:
     require_permission(request.auth, "roles.create")
-    return 201, services.role_create(
+    role = services.role_create(
         actor=request.auth,
         name=payload.name,
         description=payload.description,
         permissions=payload.permissions,
         data_scope=payload.data_scope,
     )
+    return Status(201, role)
 
 
 @router.get("/roles/{role_id}", response={200: RoleOut, **ERRORS_READ}, tags=["roles"])
@@ -424,11 +426,11 @@ def update_role(request: AuthenticatedRequest, role_id: int, payload: RoleUpdate
 
 
 @router.delete("/roles/{role_id}", response={204: None, **ERRORS_WRITE}, tags=["roles"])
-def delete_role(request: AuthenticatedRequest, role_id: int) -> tuple[int, None]:
+def delete_role(request: AuthenticatedRequest, role_id: int) -> Status[None]:
     require_permission(request.auth, "roles.delete")
     role = selectors.role_get(user=request.auth, role_id=role_id)
     services.role_delete(actor=request.auth, role=role)
-    return 204, None
+    return Status(204, None)
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -438,18 +440,18 @@ def list_tokens(request: AuthenticatedRequest, query: Query[TokenQuery]) -> dict
 
 
 @router.post("/tokens", response={201: TokenCreatedOut, **ERRORS_WRITE}, tags=["tokens"])
-def create_token(request: AuthenticatedRequest, payload: TokenCreateIn) -> tuple[int, dict[str, Any]]:
+def create_token(request: AuthenticatedRequest, payload: TokenCreateIn) -> Status[dict[str, Any]]:
     token, plaintext = services.token_create(
         actor=request.auth,
         user=request.auth,
         name=payload.name,
         expires_at=payload.expires_at,
     )
-    return 201, {**TokenOut.from_orm(token).dict(), "token": plaintext}
+    return Status(201, {**TokenOut.from_orm(token).dict(), "token": plaintext})
 
 
 @router.delete("/tokens/{token_id}", response={204: None, **ERRORS_WRITE}, tags=["tokens"])
-def revoke_token(request: AuthenticatedRequest, token_id: int) -> tuple[int, None]:
+def revoke_token(request: AuthenticatedRequest, token_id: int) -> Status[None]:
     token: ApiToken = selectors.token_get(user=request.auth, token_id=token_id)
     services.token_revoke(actor=request.auth, token=token)
-    return 204, None
+    return Status(204, None)

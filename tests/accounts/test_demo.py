@@ -20,7 +20,9 @@ def test_demo_builds_a_chain_of_stores_with_scoped_staff():
     visible = set(scope_for(manager, User.objects.all(), resource="users").values_list("username", flat=True))
     assert visible == {"sh.manager", "sh.clerk1", "sh.clerk2"}
     regional = User.objects.get(username="east.manager")
-    visible = set(scope_for(regional, User.objects.all(), resource="users").values_list("username", flat=True))
+    visible = set(
+        scope_for(regional, User.objects.all(), resource="users").values_list("username", flat=True)
+    )
     assert visible == {"east.manager", "sh.manager", "sh.clerk1", "sh.clerk2", "hz.manager", "hz.clerk1"}
     assert audit_verify().is_intact
 

@@ -143,7 +143,10 @@ def test_an_empty_leaf_department_is_deleted(departments):
 def test_department_names_are_unique_under_one_parent(departments):
     with pytest.raises(Conflict):
         department_create(actor=None, name="上海店", parent=departments["east"])
-    assert department_create(actor=None, name="上海店", parent=departments["west"]).parent_id == departments["west"].pk
+    assert (
+        department_create(actor=None, name="上海店", parent=departments["west"]).parent_id
+        == departments["west"].pk
+    )
 
 
 # --- the last administrator -----------------------------------------------------------------
@@ -328,8 +331,11 @@ def test_a_role_editor_cannot_grant_what_they_lack(make_user, admin_user):
 
 def test_a_store_manager_cannot_create_or_move_staff_out_of_sight(make_user, departments, admin_user):
     # given a manager who sees only store A
-    manager = make_user(permissions=["users.view", "users.create", "users.change"], scope="department",
-                        department=departments["store_a"])
+    manager = make_user(
+        permissions=["users.view", "users.create", "users.change"],
+        scope="department",
+        department=departments["store_a"],
+    )
     clerk = UserFactory(department=departments["store_a"])
     audit_count = AuditEvent.objects.count()
     # when
@@ -356,17 +362,30 @@ def _write_cases():
         return department_create(actor=world["admin"], name="新店", parent=world["departments"]["west"])
 
     return [
-        ("user.create", lambda w: user_create(actor=w["admin"], username="new", password="a-long-password-9",
-                                              phone="13800138000")),
+        (
+            "user.create",
+            lambda w: user_create(
+                actor=w["admin"], username="new", password="a-long-password-9", phone="13800138000"
+            ),
+        ),
         ("user.update", lambda w: user_update(actor=w["admin"], user=w["clerk"], phone="13900139000")),
-        ("user.set_password", lambda w: user_set_password(actor=w["admin"], user=w["clerk"],
-                                                          password="another-long-secret-3")),
+        (
+            "user.set_password",
+            lambda w: user_set_password(actor=w["admin"], user=w["clerk"], password="another-long-secret-3"),
+        ),
         ("user.deactivate", lambda w: user_deactivate(actor=w["admin"], user=w["clerk"])),
         ("user.reactivate", lambda w: user_reactivate(actor=w["admin"], user=w["inactive"])),
         ("department.create", make_department),
-        ("department.update", lambda w: department_update(actor=w["admin"], department=w["departments"]["store_c"],
-                                                          name="成都二店")),
-        ("department.delete", lambda w: department_delete(actor=w["admin"], department=w["departments"]["store_c"])),
+        (
+            "department.update",
+            lambda w: department_update(
+                actor=w["admin"], department=w["departments"]["store_c"], name="成都二店"
+            ),
+        ),
+        (
+            "department.delete",
+            lambda w: department_delete(actor=w["admin"], department=w["departments"]["store_c"]),
+        ),
         ("role.create", lambda w: role_create(actor=w["admin"], name="收银", permissions=["users.view"])),
         ("role.update", lambda w: role_update(actor=w["admin"], role=w["role"], description="说明")),
         ("role.delete", lambda w: role_delete(actor=w["admin"], role=w["role"])),
@@ -379,10 +398,14 @@ def _write_cases():
 def test_every_write_leaves_exactly_one_redacted_audit_event(admin_user, departments, action, write):
     # given
     clerk = UserFactory(username="clerk", phone="13800138000", department=departments["store_a"])
-    world = {"admin": admin_user, "clerk": clerk, "departments": departments,
-             "role": RoleFactory(name="临时", permissions=["users.view"]),
-             "token": token_create(actor=None, user=clerk, name="t")[0],
-             "inactive": UserFactory(username="away", is_active=False)}
+    world = {
+        "admin": admin_user,
+        "clerk": clerk,
+        "departments": departments,
+        "role": RoleFactory(name="临时", permissions=["users.view"]),
+        "token": token_create(actor=None, user=clerk, name="t")[0],
+        "inactive": UserFactory(username="away", is_active=False),
+    }
     last = AuditEvent.objects.order_by("-sequence").first().sequence
     # when
     write(world)

@@ -31,7 +31,13 @@ def test_a_bearer_token_authenticates_as_its_user(admin_user, api_as):
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer kehu_00000000_unknown", "Bearer not-a-kehu-token", "Bearer ", "Token abc", f"Bearer kehu_{'x' * 200}"],
+    [
+        "Bearer kehu_00000000_unknown",
+        "Bearer not-a-kehu-token",
+        "Bearer ",
+        "Token abc",
+        f"Bearer kehu_{'x' * 200}",
+    ],
     ids=["unknown", "wrong_prefix", "empty", "wrong_scheme", "too_long"],
 )
 def test_an_unknown_token_is_refused_with_401(header):
@@ -59,8 +65,9 @@ def test_a_revoked_token_is_refused_at_once(admin_user):
 
 def test_an_expired_token_is_refused(admin_user):
     # given
-    token, plaintext = token_create(actor=None, user=admin_user, name="short",
-                                    expires_at=timezone.now() + timedelta(minutes=5))
+    token, plaintext = token_create(
+        actor=None, user=admin_user, name="short", expires_at=timezone.now() + timedelta(minutes=5)
+    )
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     # when
     response = ApiClient(plaintext).get("me")
@@ -126,7 +133,10 @@ def test_malformed_json_is_a_422_naming_the_body(admin_user, api_as):
     client = api_as(admin_user)
     before = User.objects.count()
     # when
-    response = client.post("users", b'{"username": "broken",', )
+    response = client.post(
+        "users",
+        b'{"username": "broken",',
+    )
     # then
     assert response.status_code == 422
     body = response.json()
@@ -221,8 +231,11 @@ def test_the_last_full_page_has_no_next_cursor(admin_user, api_as):
     assert page["next_cursor"] is None
 
 
-@pytest.mark.parametrize("cursor", ["garbage!", "bm90LWpzb24", "WzEsMiwzXQ", "e30"],
-                         ids=["not_base64", "not_json", "wrong_length", "not_a_list"])
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage!", "bm90LWpzb24", "WzEsMiwzXQ", "e30"],
+    ids=["not_base64", "not_json", "wrong_length", "not_a_list"],
+)
 def test_an_invalid_cursor_is_a_422(admin_user, api_as, cursor):
     # when
     response = api_as(admin_user).get(f"users?limit=2&cursor={cursor}")
@@ -306,8 +319,9 @@ def test_a_session_write_with_the_csrf_token_succeeds(admin_user, web_client_as)
     token = get_token(request)
     client.cookies["csrftoken"] = request.META["CSRF_COOKIE"]
     # when
-    response = client.patch("/api/v1/me", data={"display_name": "管理员"}, content_type="application/json",
-                            HTTP_X_CSRFTOKEN=token)
+    response = client.patch(
+        "/api/v1/me", data={"display_name": "管理员"}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
     # then
     assert response.status_code == 200
     admin_user.refresh_from_db()
@@ -424,8 +438,9 @@ def test_a_naive_expiry_is_read_in_the_business_time_zone(admin_user, api_as):
     ("path", "queries"),
     [("users", 3), ("departments", 2), ("roles", 2), ("tokens", 2), ("audit-events", 2), ("me", 1)],
 )
-def test_list_endpoints_pin_their_query_count(admin_user, api_as, departments, django_assert_num_queries,
-                                              path, queries):
+def test_list_endpoints_pin_their_query_count(
+    admin_user, api_as, departments, django_assert_num_queries, path, queries
+):
     # given plenty of rows of each kind, and a client whose token was just used
     for number in range(6):
         user = UserFactory(department=departments["store_a"], roles=[Role.objects.get(name="Administrator")])

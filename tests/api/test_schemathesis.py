@@ -53,9 +53,16 @@ def fuzz_world(admin_user, departments, keep_connection_open):
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=8, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=8,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
 def test_no_input_makes_the_api_fail_with_a_server_error(case, fuzz_world):
     # given a fresh token per example (an earlier example may have revoked the previous one)
     _token, plaintext = token_create(actor=None, user=fuzz_world["admin"], name="fuzz")

@@ -42,26 +42,79 @@ def _password_was_set(world: World, response) -> None:
 
 
 USER_ENDPOINTS = [
-    Endpoint("users_list", "GET", "/users", permissions=("users.view",), required="users.view",
-             target=_store_c_user, is_list=True, scope_variants=DEPARTMENT_SCOPE_VARIANTS),
+    Endpoint(
+        "users_list",
+        "GET",
+        "/users",
+        permissions=("users.view",),
+        required="users.view",
+        target=_store_c_user,
+        is_list=True,
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+    ),
     # Creating needs users.view too: a user may only create staff they can then see.
-    Endpoint("users_create", "POST", "/users", permissions=("users.view", "users.create"), required="users.create",
-             body=lambda world: {"username": "newcomer", "display_name": "新人"}, expected=201,
-             check_allowed=_user_was_created),
-    Endpoint("users_get", "GET", "/users/{key}", permissions=("users.view",), required="users.view",
-             target=_store_c_user, scope_variants=DEPARTMENT_SCOPE_VARIANTS),
-    Endpoint("users_update", "PATCH", "/users/{key}", permissions=("users.view", "users.change"),
-             required="users.change", target=_store_c_user, body=lambda world: {"display_name": "新名字"},
-             scope_variants=DEPARTMENT_SCOPE_VARIANTS, check_allowed=_user_was_renamed),
-    Endpoint("users_deactivate", "POST", "/users/{key}/deactivate", permissions=("users.view", "users.change"),
-             required="users.change", target=_store_c_user, scope_variants=DEPARTMENT_SCOPE_VARIANTS,
-             check_allowed=_user_was_deactivated),
-    Endpoint("users_reactivate", "POST", "/users/{key}/reactivate", permissions=("users.view", "users.change"),
-             required="users.change", target=_inactive_store_c_user, scope_variants=DEPARTMENT_SCOPE_VARIANTS,
-             check_allowed=_user_was_reactivated),
-    Endpoint("users_set_password", "POST", "/users/{key}/password", permissions=("users.view", "users.change"),
-             required="users.change", target=_store_c_user, body=lambda world: {"password": "a-brand-new-secret-7"},
-             expected=204, scope_variants=DEPARTMENT_SCOPE_VARIANTS, check_allowed=_password_was_set),
+    Endpoint(
+        "users_create",
+        "POST",
+        "/users",
+        permissions=("users.view", "users.create"),
+        required="users.create",
+        body=lambda world: {"username": "newcomer", "display_name": "新人"},
+        expected=201,
+        check_allowed=_user_was_created,
+    ),
+    Endpoint(
+        "users_get",
+        "GET",
+        "/users/{key}",
+        permissions=("users.view",),
+        required="users.view",
+        target=_store_c_user,
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+    ),
+    Endpoint(
+        "users_update",
+        "PATCH",
+        "/users/{key}",
+        permissions=("users.view", "users.change"),
+        required="users.change",
+        target=_store_c_user,
+        body=lambda world: {"display_name": "新名字"},
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+        check_allowed=_user_was_renamed,
+    ),
+    Endpoint(
+        "users_deactivate",
+        "POST",
+        "/users/{key}/deactivate",
+        permissions=("users.view", "users.change"),
+        required="users.change",
+        target=_store_c_user,
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+        check_allowed=_user_was_deactivated,
+    ),
+    Endpoint(
+        "users_reactivate",
+        "POST",
+        "/users/{key}/reactivate",
+        permissions=("users.view", "users.change"),
+        required="users.change",
+        target=_inactive_store_c_user,
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+        check_allowed=_user_was_reactivated,
+    ),
+    Endpoint(
+        "users_set_password",
+        "POST",
+        "/users/{key}/password",
+        permissions=("users.view", "users.change"),
+        required="users.change",
+        target=_store_c_user,
+        body=lambda world: {"password": "a-brand-new-secret-7"},
+        expected=204,
+        scope_variants=DEPARTMENT_SCOPE_VARIANTS,
+        check_allowed=_password_was_set,
+    ),
 ]
 
 
@@ -75,9 +128,21 @@ def _my_password_was_set(world: World, response) -> None:
 
 ME_ENDPOINTS = [
     Endpoint("me_get", "GET", "/me"),
-    Endpoint("me_update", "PATCH", "/me", body=lambda world: {"display_name": "我自己"}, check_allowed=_me_was_renamed),
-    Endpoint("me_set_password", "POST", "/me/password", body=lambda world: {"password": "my-own-new-secret-5"},
-             expected=204, check_allowed=_my_password_was_set),
+    Endpoint(
+        "me_update",
+        "PATCH",
+        "/me",
+        body=lambda world: {"display_name": "我自己"},
+        check_allowed=_me_was_renamed,
+    ),
+    Endpoint(
+        "me_set_password",
+        "POST",
+        "/me/password",
+        body=lambda world: {"password": "my-own-new-secret-5"},
+        expected=204,
+        check_allowed=_my_password_was_set,
+    ),
 ]
 
 
@@ -99,19 +164,53 @@ def _department_was_created(world: World, response) -> None:
 
 
 DEPARTMENT_ENDPOINTS = [
-    Endpoint("departments_list", "GET", "/departments", permissions=("departments.view",),
-             required="departments.view", target=_leaf_department, is_list=True),
-    Endpoint("departments_create", "POST", "/departments", permissions=("departments.create",),
-             required="departments.create", expected=201, check_allowed=_department_was_created,
-             body=lambda world: {"name": "新区", "parent_id": world.departments["head"].pk}),
-    Endpoint("departments_get", "GET", "/departments/{key}", permissions=("departments.view",),
-             required="departments.view", target=_leaf_department),
-    Endpoint("departments_update", "PATCH", "/departments/{key}", permissions=("departments.view", "departments.change"),
-             required="departments.change", target=_leaf_department, body=lambda world: {"name": "新店名"},
-             check_allowed=_department_was_renamed),
-    Endpoint("departments_delete", "DELETE", "/departments/{key}", permissions=("departments.view", "departments.delete"),
-             required="departments.delete", target=_leaf_department, expected=204,
-             check_allowed=_department_was_deleted),
+    Endpoint(
+        "departments_list",
+        "GET",
+        "/departments",
+        permissions=("departments.view",),
+        required="departments.view",
+        target=_leaf_department,
+        is_list=True,
+    ),
+    Endpoint(
+        "departments_create",
+        "POST",
+        "/departments",
+        permissions=("departments.create",),
+        required="departments.create",
+        expected=201,
+        check_allowed=_department_was_created,
+        body=lambda world: {"name": "新区", "parent_id": world.departments["head"].pk},
+    ),
+    Endpoint(
+        "departments_get",
+        "GET",
+        "/departments/{key}",
+        permissions=("departments.view",),
+        required="departments.view",
+        target=_leaf_department,
+    ),
+    Endpoint(
+        "departments_update",
+        "PATCH",
+        "/departments/{key}",
+        permissions=("departments.view", "departments.change"),
+        required="departments.change",
+        target=_leaf_department,
+        body=lambda world: {"name": "新店名"},
+        check_allowed=_department_was_renamed,
+    ),
+    Endpoint(
+        "departments_delete",
+        "DELETE",
+        "/departments/{key}",
+        permissions=("departments.view", "departments.delete"),
+        required="departments.delete",
+        target=_leaf_department,
+        expected=204,
+        check_allowed=_department_was_deleted,
+    ),
 ]
 
 
@@ -132,19 +231,56 @@ def _role_was_created(world: World, response) -> None:
 
 
 ROLE_ENDPOINTS = [
-    Endpoint("roles_list", "GET", "/roles", permissions=("roles.view",), required="roles.view",
-             target=_plain_role, is_list=True),
-    Endpoint("roles_resources", "GET", "/roles/resources", permissions=("roles.view",), required="roles.view"),
-    Endpoint("roles_create", "POST", "/roles", permissions=("roles.create", "users.view"), required="roles.create",
-             body=lambda world: {"name": "店长", "permissions": ["users.view"], "data_scope": "department"},
-             expected=201, check_allowed=_role_was_created),
-    Endpoint("roles_get", "GET", "/roles/{key}", permissions=("roles.view",), required="roles.view",
-             target=_plain_role),
-    Endpoint("roles_update", "PATCH", "/roles/{key}", permissions=("roles.view", "roles.change", "users.view"),
-             required="roles.change", target=_plain_role, body=lambda world: {"description": "接待"},
-             check_allowed=_role_was_edited),
-    Endpoint("roles_delete", "DELETE", "/roles/{key}", permissions=("roles.view", "roles.delete"),
-             required="roles.delete", target=_plain_role, expected=204, check_allowed=_role_was_deleted),
+    Endpoint(
+        "roles_list",
+        "GET",
+        "/roles",
+        permissions=("roles.view",),
+        required="roles.view",
+        target=_plain_role,
+        is_list=True,
+    ),
+    Endpoint(
+        "roles_resources", "GET", "/roles/resources", permissions=("roles.view",), required="roles.view"
+    ),
+    Endpoint(
+        "roles_create",
+        "POST",
+        "/roles",
+        permissions=("roles.create", "users.view"),
+        required="roles.create",
+        body=lambda world: {"name": "店长", "permissions": ["users.view"], "data_scope": "department"},
+        expected=201,
+        check_allowed=_role_was_created,
+    ),
+    Endpoint(
+        "roles_get",
+        "GET",
+        "/roles/{key}",
+        permissions=("roles.view",),
+        required="roles.view",
+        target=_plain_role,
+    ),
+    Endpoint(
+        "roles_update",
+        "PATCH",
+        "/roles/{key}",
+        permissions=("roles.view", "roles.change", "users.view"),
+        required="roles.change",
+        target=_plain_role,
+        body=lambda world: {"description": "接待"},
+        check_allowed=_role_was_edited,
+    ),
+    Endpoint(
+        "roles_delete",
+        "DELETE",
+        "/roles/{key}",
+        permissions=("roles.view", "roles.delete"),
+        required="roles.delete",
+        target=_plain_role,
+        expected=204,
+        check_allowed=_role_was_deleted,
+    ),
 ]
 
 
@@ -170,15 +306,42 @@ OTHER_USERS_TOKENS_HIDDEN = (ScopeVariant("without_tokens_view", withhold=("toke
 
 TOKEN_ENDPOINTS = [
     Endpoint("tokens_list_own", "GET", "/tokens", target=_own_token, is_list=True),
-    Endpoint("tokens_list_others", "GET", "/tokens", permissions=("tokens.view",), target=_someone_elses_token,
-             is_list=True, scope_variants=OTHER_USERS_TOKENS_HIDDEN),
-    Endpoint("tokens_create", "POST", "/tokens", body=lambda world: {"name": "deploy"}, expected=201,
-             check_allowed=_token_was_created),
-    Endpoint("tokens_revoke_own", "DELETE", "/tokens/{key}", target=_own_token, expected=204,
-             check_allowed=_token_was_revoked),
-    Endpoint("tokens_revoke_others", "DELETE", "/tokens/{key}", permissions=("tokens.view", "tokens.delete"),
-             required="tokens.delete", target=_someone_elses_token, expected=204,
-             scope_variants=OTHER_USERS_TOKENS_HIDDEN, check_allowed=_token_was_revoked),
+    Endpoint(
+        "tokens_list_others",
+        "GET",
+        "/tokens",
+        permissions=("tokens.view",),
+        target=_someone_elses_token,
+        is_list=True,
+        scope_variants=OTHER_USERS_TOKENS_HIDDEN,
+    ),
+    Endpoint(
+        "tokens_create",
+        "POST",
+        "/tokens",
+        body=lambda world: {"name": "deploy"},
+        expected=201,
+        check_allowed=_token_was_created,
+    ),
+    Endpoint(
+        "tokens_revoke_own",
+        "DELETE",
+        "/tokens/{key}",
+        target=_own_token,
+        expected=204,
+        check_allowed=_token_was_revoked,
+    ),
+    Endpoint(
+        "tokens_revoke_others",
+        "DELETE",
+        "/tokens/{key}",
+        permissions=("tokens.view", "tokens.delete"),
+        required="tokens.delete",
+        target=_someone_elses_token,
+        expected=204,
+        scope_variants=OTHER_USERS_TOKENS_HIDDEN,
+        check_allowed=_token_was_revoked,
+    ),
 ]
 
 
@@ -192,12 +355,33 @@ def _chain_is_intact(world: World, response) -> None:
 
 
 AUDIT_ENDPOINTS = [
-    Endpoint("audit_list", "GET", "/audit-events", permissions=("audit.view",), required="audit.view",
-             target=_audit_event, key="sequence", is_list=True),
-    Endpoint("audit_verify", "GET", "/audit-events/verify", permissions=("audit.view",), required="audit.view",
-             check_allowed=_chain_is_intact),
-    Endpoint("audit_get", "GET", "/audit-events/{key}", permissions=("audit.view",), required="audit.view",
-             target=_audit_event, key="sequence"),
+    Endpoint(
+        "audit_list",
+        "GET",
+        "/audit-events",
+        permissions=("audit.view",),
+        required="audit.view",
+        target=_audit_event,
+        key="sequence",
+        is_list=True,
+    ),
+    Endpoint(
+        "audit_verify",
+        "GET",
+        "/audit-events/verify",
+        permissions=("audit.view",),
+        required="audit.view",
+        check_allowed=_chain_is_intact,
+    ),
+    Endpoint(
+        "audit_get",
+        "GET",
+        "/audit-events/{key}",
+        permissions=("audit.view",),
+        required="audit.view",
+        target=_audit_event,
+        key="sequence",
+    ),
 ]
 
 
@@ -249,8 +433,14 @@ def test_every_api_operation_is_in_the_matrix():
     # when the matrix lists its endpoints
     covered = {
         (endpoint.method, endpoint.path.replace("{key}", "{}"))
-        for endpoints in (ME_ENDPOINTS, USER_ENDPOINTS, DEPARTMENT_ENDPOINTS, ROLE_ENDPOINTS, TOKEN_ENDPOINTS,
-                          AUDIT_ENDPOINTS)
+        for endpoints in (
+            ME_ENDPOINTS,
+            USER_ENDPOINTS,
+            DEPARTMENT_ENDPOINTS,
+            ROLE_ENDPOINTS,
+            TOKEN_ENDPOINTS,
+            AUDIT_ENDPOINTS,
+        )
         for endpoint in endpoints
     }
     # then nothing is left out
@@ -267,9 +457,15 @@ def _template(path: str) -> str:
 @pytest.mark.django_db
 def test_the_matrix_catches_an_endpoint_that_leaks_another_scope(scope_world):
     # given a spec whose "out of scope" target actually sits in the caller's own store
-    leaky = Endpoint("leaky", "GET", "/users/{key}", permissions=("users.view",), required="users.view",
-                     target=lambda world: UserFactory(department=world.departments["store_a"]),
-                     scope_variants=(ScopeVariant("department", data_scope="department"),))
+    leaky = Endpoint(
+        "leaky",
+        "GET",
+        "/users/{key}",
+        permissions=("users.view",),
+        required="users.view",
+        target=lambda world: UserFactory(department=world.departments["store_a"]),
+        scope_variants=(ScopeVariant("department", data_scope="department"),),
+    )
     # when / then the 200 it gets is reported instead of passing silently
     with pytest.raises(AssertionError):
         run_case(leaky, "other_scope_department", scope_world)
@@ -277,6 +473,11 @@ def test_the_matrix_catches_an_endpoint_that_leaks_another_scope(scope_world):
 
 def test_case_ids_end_with_case():
     ids = [param.id for param in scope_cases(USER_ENDPOINTS[:1])]
-    assert ids == ["users_list-anonymous_case", "users_list-no_permission_case", "users_list-other_scope_own_case",
-                   "users_list-other_scope_department_case", "users_list-other_scope_subtree_case",
-                   "users_list-allowed_case"]
+    assert ids == [
+        "users_list-anonymous_case",
+        "users_list-no_permission_case",
+        "users_list-other_scope_own_case",
+        "users_list-other_scope_department_case",
+        "users_list-other_scope_subtree_case",
+        "users_list-allowed_case",
+    ]

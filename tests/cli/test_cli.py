@@ -20,15 +20,23 @@ ADMIN_PASSWORD = "a-cli-admin-password-1"
 
 
 def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith(("KEHU_", "DJANGO_"))}
-    environment.update(KEHU_DATA_DIR=str(data_dir), KEHU_DATABASE_URL=f"sqlite:///{data_dir / 'kehu.sqlite3'}")
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith(("KEHU_", "DJANGO_"))
+    }
+    environment.update(
+        KEHU_DATA_DIR=str(data_dir), KEHU_DATABASE_URL=f"sqlite:///{data_dir / 'kehu.sqlite3'}"
+    )
     environment.update(extra)
     return environment
 
 
 def kehu(data_dir: Path, *arguments: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 -- our own console script with fixed arguments
-        [KEHU, *arguments], env=_environment(data_dir, **extra), capture_output=True, text=True, timeout=120,
+        [KEHU, *arguments],
+        env=_environment(data_dir, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
 
@@ -59,10 +67,13 @@ def _shell(data_dir: Path, code: str) -> str:
 
 
 def _api_status(data_dir: Path, token: str) -> str:
-    return _shell(data_dir, (
-        "from django.test import Client; "
-        f"print(Client(SERVER_NAME='localhost').get('/api/v1/me', HTTP_AUTHORIZATION='Bearer {token}').status_code)"
-    ))
+    return _shell(
+        data_dir,
+        (
+            "from django.test import Client; "
+            f"print(Client(SERVER_NAME='localhost').get('/api/v1/me', HTTP_AUTHORIZATION='Bearer {token}').status_code)"
+        ),
+    )
 
 
 # --- usage ----------------------------------------------------------------------------------
@@ -96,17 +107,24 @@ def test_every_verb_answers_help(tmp_path):
     # given every verb started at once (each is a separate interpreter)
     processes = {
         verb: subprocess.Popen(  # noqa: S603 -- our own console script
-            [KEHU, verb, "--help"], env=_environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [KEHU, verb, "--help"],
+            env=_environment(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for verb in VERBS
     }
     # when
-    outcomes = {verb: (process.wait(timeout=120), *process.communicate()) for verb, process in processes.items()}
+    outcomes = {
+        verb: (process.wait(timeout=120), *process.communicate()) for verb, process in processes.items()
+    }
     # then
     failures = {verb: stderr[-300:] for verb, (code, _stdout, stderr) in outcomes.items() if code != 0}
     assert failures == {}
-    assert [verb for verb, (_code, stdout, _stderr) in outcomes.items() if f"usage: kehu {verb}" not in stdout] == [
+    assert [
+        verb for verb, (_code, stdout, _stderr) in outcomes.items() if f"usage: kehu {verb}" not in stdout
+    ] == [
         "manage"  # Django's own command list, which names `kehu manage help <subcommand>` instead
     ]
     assert "kehu manage help <subcommand>" in outcomes["manage"][1]
@@ -116,10 +134,16 @@ def test_every_verb_answers_help(tmp_path):
 
 # --- administrators -------------------------------------------------------------------------
 def test_createadmin_makes_an_administrator_who_can_sign_in(installed):
-    assert _shell(installed, (
-        "from kehu.accounts.models import User; u = User.objects.get(username='admin'); "
-        f"print(u.is_superuser, u.is_admin, u.check_password('{ADMIN_PASSWORD}'))"
-    )) == "True True True"
+    assert (
+        _shell(
+            installed,
+            (
+                "from kehu.accounts.models import User; u = User.objects.get(username='admin'); "
+                f"print(u.is_superuser, u.is_admin, u.check_password('{ADMIN_PASSWORD}'))"
+            ),
+        )
+        == "True True True"
+    )
 
 
 def test_createadmin_refuses_an_existing_name(installed):
@@ -133,10 +157,16 @@ def test_createadmin_without_a_password_prints_a_generated_one_once(copy_of_inst
     assert result.returncode == 0
     password = result.stdout.split("password (shown once, store it now): ")[1].strip()
     assert len(password) >= 16
-    assert _shell(copy_of_installed, (
-        "from kehu.accounts.models import User; "
-        f"print(User.objects.get(username='boss').check_password('{password}'))"
-    )) == "True"
+    assert (
+        _shell(
+            copy_of_installed,
+            (
+                "from kehu.accounts.models import User; "
+                f"print(User.objects.get(username='boss').check_password('{password}'))"
+            ),
+        )
+        == "True"
+    )
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -190,10 +220,13 @@ def test_audit_verify_fails_naming_the_tampered_event(copy_of_installed):
 # --- keys and checks ------------------------------------------------------------------------
 def test_keys_status_and_rotate(copy_of_installed):
     # given the administrator's phone, encrypted under the first key
-    _shell(copy_of_installed, (
-        "from kehu.accounts.models import User; from kehu.accounts.services import user_update; "
-        "print(user_update(actor=None, user=User.objects.get(username='admin'), phone='13800138000').pk)"
-    ))
+    _shell(
+        copy_of_installed,
+        (
+            "from kehu.accounts.models import User; from kehu.accounts.services import user_update; "
+            "print(user_update(actor=None, user=User.objects.get(username='admin'), phone='13800138000').pk)"
+        ),
+    )
     before = json.loads((copy_of_installed / "keys.json").read_text())
     # when
     status = kehu(copy_of_installed, "keys", "status")
@@ -207,9 +240,13 @@ def test_keys_status_and_rotate(copy_of_installed):
     assert after["primary"] != before["primary"]
     assert set(after["keys"]) == {before["primary"], after["primary"]}
     assert f"primary key {after['primary']} (new); 1 values re-encrypted" in rotated.stdout
-    assert _shell(copy_of_installed, (
-        "from kehu.accounts.models import User; print(User.objects.get(username='admin').phone)"
-    )) == "13800138000"
+    assert (
+        _shell(
+            copy_of_installed,
+            ("from kehu.accounts.models import User; print(User.objects.get(username='admin').phone)"),
+        )
+        == "13800138000"
+    )
     assert (copy_of_installed / "keys.json").stat().st_mode & 0o777 == 0o600
     assert kehu(copy_of_installed, "audit", "verify").returncode == 0
 
@@ -222,8 +259,16 @@ def test_check_passes_on_a_healthy_installation(installed):
 
 
 def test_the_deployment_checks_pass_in_production_with_a_secret_key(installed):
-    result = kehu(installed, "manage", "check", "--deploy", "--fail-level", "WARNING",
-                  KEHU_PRODUCTION="true", KEHU_SECRET_KEY=secrets.token_urlsafe(50))
+    result = kehu(
+        installed,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        KEHU_PRODUCTION="true",
+        KEHU_SECRET_KEY=secrets.token_urlsafe(50),
+    )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
@@ -235,7 +280,16 @@ def test_production_without_a_secret_key_refuses_to_start(installed):
 
 
 def test_the_deployment_checks_fail_on_a_weak_production_setting(installed):
-    result = kehu(installed, "manage", "check", "--deploy", "--fail-level", "WARNING",
-                  KEHU_PRODUCTION="true", KEHU_SECRET_KEY=secrets.token_urlsafe(50), KEHU_HSTS_SECONDS="0")
+    result = kehu(
+        installed,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        KEHU_PRODUCTION="true",
+        KEHU_SECRET_KEY=secrets.token_urlsafe(50),
+        KEHU_HSTS_SECONDS="0",
+    )
     assert result.returncode != 0
     assert "security.W004" in result.stderr

@@ -24,7 +24,8 @@ def test_createadmin_reads_the_password_from_the_environment(monkeypatch, capsys
     assert root.check_password("an-env-password-42") is True
     assert "an-env-password-42" not in capsys.readouterr().out
     assert list(AuditEvent.objects.order_by("sequence").values_list("action", flat=True)) == [
-        "role.create", "user.create",
+        "role.create",
+        "user.create",
     ]
 
 
@@ -55,9 +56,11 @@ def test_tokens_create_prints_only_a_working_token(admin_user, capsys):
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["create", "--user", "nobody"], "no user named 'nobody'"),
-     (["create", "--user", "admin", "--days", "0"], "--days must be at least 1"),
-     (["revoke", "999"], "no token with id 999")],
+    [
+        (["create", "--user", "nobody"], "no user named 'nobody'"),
+        (["create", "--user", "admin", "--days", "0"], "--days must be at least 1"),
+        (["revoke", "999"], "no token with id 999"),
+    ],
     ids=["unknown_user", "bad_days", "unknown_token"],
 )
 def test_token_commands_refuse_bad_input(admin_user, arguments, message):

@@ -17,16 +17,23 @@ pytestmark = pytest.mark.django_db
 def five_events(admin_user):
     """Five events on top of the two written by creating the administrator (sequences 1..7)."""
     for number in range(5):
-        audit_record(actor=admin_user, action="test.write", object_type="test", object_id=str(number),
-                     before={"n": number}, after={"n": number + 1})
+        audit_record(
+            actor=admin_user,
+            action="test.write",
+            object_type="test",
+            object_id=str(number),
+            before={"n": number},
+            after={"n": number + 1},
+        )
     assert AuditEvent.objects.count() == 7
 
 
 def _raw(sql: str, params: list | None = None) -> None:
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(sql.format(table=quote("core_auditevent"), after=quote("after"), hash=quote("hash")),
-                       params or [])
+        cursor.execute(
+            sql.format(table=quote("core_auditevent"), after=quote("after"), hash=quote("hash")), params or []
+        )
 
 
 def test_events_chain_from_the_genesis_hash(five_events):
@@ -59,7 +66,8 @@ def test_an_edited_after_value_is_detected_at_that_event(five_events):
     # given
     tampered = json.dumps({"n": 1000})
     sql = (
-        "UPDATE {table} SET {after} = CAST(%s AS jsonb) WHERE sequence = 4" if connection.vendor == "postgresql"
+        "UPDATE {table} SET {after} = CAST(%s AS jsonb) WHERE sequence = 4"
+        if connection.vendor == "postgresql"
         else "UPDATE {table} SET {after} = %s WHERE sequence = 4"
     )
     # when
@@ -112,7 +120,10 @@ def test_a_recomputed_hash_still_breaks_the_next_link(five_events):
 
     event = AuditEvent.objects.get(sequence=2)
     event.action = "test.innocent"
-    _raw("UPDATE {table} SET action = %s, {hash} = %s WHERE sequence = 2", ["test.innocent", compute_hash(event)])
+    _raw(
+        "UPDATE {table} SET action = %s, {hash} = %s WHERE sequence = 2",
+        ["test.innocent", compute_hash(event)],
+    )
     # then the chain breaks at the next event
     assert audit_verify().broken_sequence == 3
 
@@ -138,14 +149,26 @@ def test_an_event_cannot_be_deleted(five_events):
 
 def test_redaction_removes_secrets_and_masks_personal_data():
     # when
-    clean = redact({
-        "password": "hunter2-hunter2", "token": "kehu_abc", "phone": "13800138000", "email": "zhang.san@example.com",
-        "name": "张三", "nested": {"mobile": "13900139000", "secret": "x"}, "count": 3,
-    })
+    clean = redact(
+        {
+            "password": "hunter2-hunter2",
+            "token": "kehu_abc",
+            "phone": "13800138000",
+            "email": "zhang.san@example.com",
+            "name": "张三",
+            "nested": {"mobile": "13900139000", "secret": "x"},
+            "count": 3,
+        }
+    )
     # then
     assert clean == {
-        "password": "[redacted]", "token": "[redacted]", "phone": "138****8000", "email": "z***@example.com",
-        "name": "张三", "nested": {"mobile": "139****9000", "secret": "[redacted]"}, "count": 3,
+        "password": "[redacted]",
+        "token": "[redacted]",
+        "phone": "138****8000",
+        "email": "z***@example.com",
+        "name": "张三",
+        "nested": {"mobile": "139****9000", "secret": "[redacted]"},
+        "count": 3,
     }
 
 
@@ -158,8 +181,13 @@ def test_redaction_of_extra_masked_fields_and_none():
 
 def test_an_event_records_what_it_was_given(admin_user):
     # when
-    event = audit_record(actor=admin_user, action="test.write", target=admin_user,
-                         before={"phone": "13800138000"}, after={"password": "x", "n": 1})
+    event = audit_record(
+        actor=admin_user,
+        action="test.write",
+        target=admin_user,
+        before={"phone": "13800138000"},
+        after={"password": "x", "n": 1},
+    )
     # then
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.actor_label == "admin"

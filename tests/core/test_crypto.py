@@ -63,7 +63,9 @@ def test_an_empty_value_is_stored_empty(keyring_sandbox):
     assert User.objects.get(pk=user.pk).phone == ""
 
 
-@pytest.mark.parametrize("lookup", ["phone", "phone__iexact", "phone__contains", "phone__startswith", "phone__in"])
+@pytest.mark.parametrize(
+    "lookup", ["phone", "phone__iexact", "phone__contains", "phone__startswith", "phone__in"]
+)
 def test_an_encrypted_column_refuses_lookups_other_than_isnull(lookup):
     value = ["13800138000"] if lookup.endswith("__in") else "13800138000"
     with pytest.raises(TypeError, match="blind index"):
@@ -222,7 +224,10 @@ def test_rotation_re_encrypts_every_value_under_a_new_primary_key(keyring_sandbo
     assert keys_usage() == {"accounts.User.phone": {keyring.primary_id: 3}}
     event = AuditEvent.objects.order_by("-sequence").first()
     assert AuditEvent.objects.count() == audit_count + 1
-    assert (event.action, event.after) == ("keys.rotate", {"primary_key_id": keyring.primary_id, "rewritten": 3})
+    assert (event.action, event.after) == (
+        "keys.rotate",
+        {"primary_key_id": keyring.primary_id, "rewritten": 3},
+    )
 
 
 def test_old_values_stay_readable_between_a_new_key_and_the_rotation(keyring_sandbox):

@@ -14,8 +14,18 @@ from kehu.core.money import MAX_ABS_FEN, allocate_fen, fen_to_decimal, fen_to_st
 
 @pytest.mark.parametrize(
     ("amount", "fen"),
-    [("12.30", 1230), ("12.3", 1230), (Decimal("0.1"), 10), (12, 1200), ("1,234.56", 123456), (" 7 ", 700),
-     ("-0.05", -5), ("0", 0), ("1E+2", 10000), ("100000000000", MAX_ABS_FEN)],
+    [
+        ("12.30", 1230),
+        ("12.3", 1230),
+        (Decimal("0.1"), 10),
+        (12, 1200),
+        ("1,234.56", 123456),
+        (" 7 ", 700),
+        ("-0.05", -5),
+        ("0", 0),
+        ("1E+2", 10000),
+        ("100000000000", MAX_ABS_FEN),
+    ],
 )
 def test_to_fen_is_exact(amount, fen):
     assert to_fen(amount) == fen
@@ -28,9 +38,19 @@ def test_to_fen_refuses_floats():
 
 @pytest.mark.parametrize(
     ("amount", "reason"),
-    [("1.234", "places"), ("0.001", "places"), ("1E-999999999", "places"), ("abc", "money"), ("", "money"),
-     ("NaN", "money"), ("Infinity", "money"), ("100000000000.01", "large"), ("1e30", "large"),
-     ("-1E+999999999", "large"), (Decimal("9E+999999999"), "large")],
+    [
+        ("1.234", "places"),
+        ("0.001", "places"),
+        ("1E-999999999", "places"),
+        ("abc", "money"),
+        ("", "money"),
+        ("NaN", "money"),
+        ("Infinity", "money"),
+        ("100000000000.01", "large"),
+        ("1e30", "large"),
+        ("-1E+999999999", "large"),
+        (Decimal("9E+999999999"), "large"),
+    ],
 )
 def test_to_fen_refuses_what_is_not_a_whole_number_of_fen(amount, reason):
     # when
@@ -47,7 +67,7 @@ def test_fen_survive_a_round_trip_through_the_api_string(fen):
     assert to_fen(fen_to_decimal(fen)) == fen
 
 
-@given(st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False, allow_infinity=False))
+@given(st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False))
 def test_any_two_place_decimal_converts_exactly(amount):
     assert to_fen(amount) == int(amount * 100)
     assert Decimal(to_fen(amount)) / 100 == amount
@@ -61,7 +81,7 @@ def test_formatting():
 
 
 @given(
-    st.integers(min_value=-10**12, max_value=10**12),
+    st.integers(min_value=-(10**12), max_value=10**12),
     st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=20).filter(lambda w: sum(w) > 0),
 )
 def test_allocation_sums_exactly_and_stays_within_a_fen_of_the_share(total, weights):

@@ -14,7 +14,13 @@ from kehu.accounts.models import Department
 from kehu.core.errors import ValidationFailed
 from kehu.core.pagination import decode_cursor, encode_cursor, keyset_page
 
-ORDERINGS = [("-id",), ("name", "id"), ("depth", "-name", "id"), ("-created_at", "id"), ("-depth", "name", "-id")]
+ORDERINGS = [
+    ("-id",),
+    ("name", "id"),
+    ("depth", "-name", "id"),
+    ("-created_at", "id"),
+    ("-depth", "name", "-id"),
+]
 BASE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -40,21 +46,29 @@ def _python_sorted(rows, ordering):
 
 
 @pytest.mark.django_db
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
-    rows=st.lists(st.tuples(st.text(alphabet="abc", min_size=1, max_size=2), st.integers(0, 2), st.integers(0, 3)),
-                  max_size=14),
+    rows=st.lists(
+        st.tuples(st.text(alphabet="abc", min_size=1, max_size=2), st.integers(0, 2), st.integers(0, 3)),
+        max_size=14,
+    ),
     ordering=st.sampled_from(ORDERINGS),
     limit=st.integers(1, 5),
 )
 def test_walking_every_page_matches_a_plain_sorted_list(rows, ordering, limit):
     # given rows with many ties (parent null, so names may repeat)
     Department.objects.all().delete()
-    created = Department.objects.bulk_create([
-        Department(name=name, depth=depth, path="/", created_at=BASE_TIME + dt.timedelta(minutes=minute))
-        for name, depth, minute in rows
-    ])
+    created = Department.objects.bulk_create(
+        [
+            Department(name=name, depth=depth, path="/", created_at=BASE_TIME + dt.timedelta(minutes=minute))
+            for name, depth, minute in rows
+        ]
+    )
     # when
     seen, pages = _walk(ordering, limit)
     # then no duplicates, no gaps, in order
@@ -81,8 +95,11 @@ def test_a_broken_cursor_is_a_validation_error(cursor):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("values", [[None, 1], ["a", "x"], ["a", [1]], ["a\x00", 1], ["a", 2**70]],
-                         ids=["null", "text_id", "list_id", "nul", "huge_id"])
+@pytest.mark.parametrize(
+    "values",
+    [[None, 1], ["a", "x"], ["a", [1]], ["a\x00", 1], ["a", 2**70]],
+    ids=["null", "text_id", "list_id", "nul", "huge_id"],
+)
 def test_a_cursor_with_values_of_the_wrong_kind_is_refused_before_the_query(values):
     with pytest.raises(ValidationFailed):
         keyset_page(Department.objects.all(), ordering=("name", "id"), after=encode_cursor(values))

@@ -14,8 +14,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(departments):
     """One clerk in every department, plus one without a department."""
-    people = {name: UserFactory(username=f"clerk-{name}", department=department)
-              for name, department in departments.items()}
+    people = {
+        name: UserFactory(username=f"clerk-{name}", department=department)
+        for name, department in departments.items()
+    }
     people["nowhere"] = UserFactory(username="clerk-nowhere")
     return people
 
@@ -26,7 +28,9 @@ def _visible(viewer: User) -> set[str]:
 
 def _viewer(departments, scope, department="east", permissions=("users.view",)):
     role = RoleFactory(permissions=list(permissions), data_scope=scope)
-    return UserFactory(username="viewer", department=departments[department] if department else None, roles=[role])
+    return UserFactory(
+        username="viewer", department=departments[department] if department else None, roles=[role]
+    )
 
 
 def test_own_scope_sees_only_oneself(departments, staff):
@@ -38,12 +42,23 @@ def test_department_scope_sees_the_department_only(departments, staff):
 
 
 def test_subtree_scope_sees_the_department_and_everything_below(departments, staff):
-    assert _visible(_viewer(departments, "subtree")) == {"viewer", "clerk-east", "clerk-store_a", "clerk-store_b"}
+    assert _visible(_viewer(departments, "subtree")) == {
+        "viewer",
+        "clerk-east",
+        "clerk-store_a",
+        "clerk-store_b",
+    }
 
 
 def test_subtree_scope_from_the_top_sees_every_department(departments, staff):
     assert _visible(_viewer(departments, "subtree", department="head")) == {
-        "viewer", "clerk-head", "clerk-east", "clerk-west", "clerk-store_a", "clerk-store_b", "clerk-store_c",
+        "viewer",
+        "clerk-head",
+        "clerk-east",
+        "clerk-west",
+        "clerk-store_a",
+        "clerk-store_b",
+        "clerk-store_c",
     }
 
 
@@ -73,21 +88,29 @@ def test_a_superuser_sees_everything(departments, staff):
 
 def test_the_widest_scope_among_the_roles_wins(departments, staff):
     # given an "own" role and a "subtree" role, listed narrow first
-    viewer = UserFactory(username="viewer", department=departments["east"], roles=[
-        RoleFactory(permissions=["users.view"], data_scope="own"),
-        RoleFactory(permissions=["users.view"], data_scope="subtree"),
-        RoleFactory(permissions=["users.view"], data_scope="department"),
-    ])
+    viewer = UserFactory(
+        username="viewer",
+        department=departments["east"],
+        roles=[
+            RoleFactory(permissions=["users.view"], data_scope="own"),
+            RoleFactory(permissions=["users.view"], data_scope="subtree"),
+            RoleFactory(permissions=["users.view"], data_scope="department"),
+        ],
+    )
     # then
     assert viewer.data_scope("users") == "subtree"
     assert _visible(viewer) == {"viewer", "clerk-east", "clerk-store_a", "clerk-store_b"}
 
 
 def test_a_wider_role_without_view_permission_does_not_widen(departments, staff):
-    viewer = UserFactory(username="viewer", department=departments["east"], roles=[
-        RoleFactory(permissions=["users.view"], data_scope="own"),
-        RoleFactory(permissions=["users.change"], data_scope="all"),
-    ])
+    viewer = UserFactory(
+        username="viewer",
+        department=departments["east"],
+        roles=[
+            RoleFactory(permissions=["users.view"], data_scope="own"),
+            RoleFactory(permissions=["users.change"], data_scope="all"),
+        ],
+    )
     assert viewer.data_scope("users") == "own"
     assert _visible(viewer) == {"viewer"}
 

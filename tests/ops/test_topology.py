@@ -85,8 +85,13 @@ def topology_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         import psycopg
 
         scratch_database = f"kehu_topology_{uuid.uuid4().hex[:8]}"
-        admin = psycopg.connect(host=database["HOST"] or "127.0.0.1", port=database["PORT"] or 5432,
-                                user=database["USER"] or "postgres", dbname="postgres", autocommit=True)
+        admin = psycopg.connect(
+            host=database["HOST"] or "127.0.0.1",
+            port=database["PORT"] or 5432,
+            user=database["USER"] or "postgres",
+            dbname="postgres",
+            autocommit=True,
+        )
         admin.execute(f'CREATE DATABASE "{scratch_database}"')
         env["KEHU_DATABASE_URL"] = (
             f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
@@ -115,22 +120,31 @@ def test_two_web_servers_and_a_worker_share_the_database_and_queue(topology_env:
     try:
         for port in ports:
             server = subprocess.Popen(  # noqa: S603
-                [KEHU, "serve", "--no-worker", "--port", str(port), "--workers", "1"], env=topology_env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [KEHU, "serve", "--no-worker", "--port", str(port), "--workers", "1"],
+                env=topology_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             processes.append(server)
             # one at a time: each server collects static files into its data folder on start
             health = _wait_healthy(f"http://127.0.0.1:{port}", server, time.monotonic() + 90)
             assert health["components"]["queue"]["detail"].startswith("RedisHuey")
-        worker = subprocess.Popen([KEHU, "worker"], env=topology_env,  # noqa: S603
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [KEHU, "worker"],
+            env=topology_env,  # noqa: S603
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         processes.append(worker)
 
         # a write through one server is read through the other
-        status, created = _call(f"http://127.0.0.1:{ports[0]}/api/v1/departments", token=token,
-                                body={"name": "拓扑测试店"})
+        status, created = _call(
+            f"http://127.0.0.1:{ports[0]}/api/v1/departments", token=token, body={"name": "拓扑测试店"}
+        )
         assert status == 201
-        status, fetched = _call(f"http://127.0.0.1:{ports[1]}/api/v1/departments/{created['id']}", token=token)
+        status, fetched = _call(
+            f"http://127.0.0.1:{ports[1]}/api/v1/departments/{created['id']}", token=token
+        )
         assert (status, fetched["name"]) == (200, "拓扑测试店")
 
         # a job enqueued from a third process is answered by the separate worker
