@@ -7,6 +7,7 @@ POST only and go through the same services as the API and the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,37 @@ def _refuse_if_forbidden(error: DomainError) -> None:
     # A service's permission refusal is the same answer as the view's own check: a 403 page.
     if isinstance(error, PermissionDeniedError) and not error.fields:
         raise PermissionDenied(error.message) from error
+
+
+def _confirmed_action(
+    request: HttpRequest,
+    *,
+    run: Callable[[], object],
+    done_message: str,
+    back_to: str,
+    title: str,
+    question: str,
+    button: str,
+    is_danger: bool = True,
+) -> HttpResponse:
+    """GET asks for confirmation; POST runs the service and returns to ``back_to`` with the outcome."""
+    if request.method == "POST":
+        try:
+            run()
+        except DomainError as error:
+            _refuse_if_forbidden(error)
+            messages.error(request, error.message)
+        else:
+            messages.success(request, done_message)
+        return redirect(back_to)
+    context = {
+        "title": title,
+        "question": question,
+        "button": button,
+        "is_danger": is_danger,
+        "cancel_url": reverse(back_to),
+    }
+    return render(request, "accounts/confirm.html", context)
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -237,34 +269,27 @@ def user_set_password(request: HttpRequest, user_id: int) -> HttpResponse:
 def _user_activation(request: HttpRequest, user_id: int, *, activate: bool) -> HttpResponse:
     viewer = require_permission(request, "users.change")
     target = _user_or_404(viewer, user_id)
-    if request.method == "POST":
-        try:
-            if activate:
-                services.user_reactivate(actor=viewer, user=target)
-            else:
-                services.user_deactivate(actor=viewer, user=target)
-        except DomainError as error:
-            _refuse_if_forbidden(error)
-            messages.error(request, error.message)
-        else:
-            message = _("%(name)s was reactivated.") if activate else _("%(name)s was deactivated.")
-            messages.success(request, message % {"name": target.username})
-        return redirect("web:user_list")
-    return render(
+    name = {"name": target.username}
+    if activate:
+        return _confirmed_action(
+            request,
+            run=lambda: services.user_reactivate(actor=viewer, user=target),
+            done_message=_("%(name)s was reactivated.") % name,
+            back_to="web:user_list",
+            title=_("Reactivate user"),
+            question=_("Reactivate %(name)s? They can sign in again.") % {"name": target},
+            button=_("Reactivate"),
+            is_danger=False,
+        )
+    return _confirmed_action(
         request,
-        "accounts/confirm.html",
-        {
-            "title": _("Reactivate user") if activate else _("Deactivate user"),
-            "question": (
-                _("Reactivate %(name)s? They can sign in again.")
-                if activate
-                else _("Deactivate %(name)s? Their sessions end and their API tokens stop working at once.")
-            )
-            % {"name": target},
-            "button": _("Reactivate") if activate else _("Deactivate"),
-            "is_danger": not activate,
-            "cancel_url": reverse("web:user_list"),
-        },
+        run=lambda: services.user_deactivate(actor=viewer, user=target),
+        done_message=_("%(name)s was deactivated.") % name,
+        back_to="web:user_list",
+        title=_("Deactivate user"),
+        question=_("Deactivate %(name)s? Their sessions end and their API tokens stop working at once.")
+        % {"name": target},
+        button=_("Deactivate"),
     )
 
 
@@ -360,25 +385,15 @@ def department_edit(request: HttpRequest, department_id: int) -> HttpResponse:
 def department_delete(request: HttpRequest, department_id: int) -> HttpResponse:
     viewer = require_permission(request, "departments.delete")
     department = _department_or_404(viewer, department_id)
-    if request.method == "POST":
-        try:
-            services.department_delete(actor=viewer, department=department)
-        except DomainError as error:
-            _refuse_if_forbidden(error)
-            messages.error(request, error.message)
-        else:
-            messages.success(request, _("Department %(name)s was deleted.") % {"name": department.name})
-        return redirect("web:department_list")
-    return render(
+    name = {"name": department.name}
+    return _confirmed_action(
         request,
-        "accounts/confirm.html",
-        {
-            "title": _("Delete department"),
-            "question": _("Delete the department %(name)s?") % {"name": department.name},
-            "button": _("Delete"),
-            "is_danger": True,
-            "cancel_url": reverse("web:department_list"),
-        },
+        run=lambda: services.department_delete(actor=viewer, department=department),
+        done_message=_("Department %(name)s was deleted.") % name,
+        back_to="web:department_list",
+        title=_("Delete department"),
+        question=_("Delete the department %(name)s?") % name,
+        button=_("Delete"),
     )
 
 
@@ -479,25 +494,15 @@ def role_edit(request: HttpRequest, role_id: int) -> HttpResponse:
 def role_delete(request: HttpRequest, role_id: int) -> HttpResponse:
     viewer = require_permission(request, "roles.delete")
     role = _role_or_404(viewer, role_id)
-    if request.method == "POST":
-        try:
-            services.role_delete(actor=viewer, role=role)
-        except DomainError as error:
-            _refuse_if_forbidden(error)
-            messages.error(request, error.message)
-        else:
-            messages.success(request, _("Role %(name)s was deleted.") % {"name": role.name})
-        return redirect("web:role_list")
-    return render(
+    name = {"name": role.name}
+    return _confirmed_action(
         request,
-        "accounts/confirm.html",
-        {
-            "title": _("Delete role"),
-            "question": _("Delete the role %(name)s?") % {"name": role.name},
-            "button": _("Delete"),
-            "is_danger": True,
-            "cancel_url": reverse("web:role_list"),
-        },
+        run=lambda: services.role_delete(actor=viewer, role=role),
+        done_message=_("Role %(name)s was deleted.") % name,
+        back_to="web:role_list",
+        title=_("Delete role"),
+        question=_("Delete the role %(name)s?") % name,
+        button=_("Delete"),
     )
 
 
