@@ -9,7 +9,7 @@ import pytest
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 
-from kehu.accounts.models import User
+from kehu.accounts.models import Department, User
 
 
 def csrf_ready(client: Client) -> str:
@@ -39,3 +39,18 @@ def client_for(
         return anonymous_client if user is None else web_client_as(user)
 
     return make
+
+
+@pytest.fixture
+def store_manager(make_user: Any, departments: dict[str, Department], admin_user: User) -> User:
+    """May view and change the users of their own store (department scope) and no others.
+
+    An administrator exists too, as in every real installation: the last-administrator rule
+    would otherwise refuse any deactivation.
+    """
+    return make_user(
+        permissions=["users.view", "users.change", "departments.view", "roles.view"],
+        scope="department",
+        department=departments["store_a"],
+        username="manager",
+    )
