@@ -173,6 +173,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["TEST"] = {
         "NAME": str(DATA_DIR / "test.sqlite3") if env_bool("KEHU_TEST_SQLITE_FILE") else None
     }
+elif _database["ENGINE"] == "django.db.backends.postgresql":
+    # Statements sent through kehu.core.rawrows.hot_path_cursor are prepared after five runs;
+    # Django's own client-side cursors never prepare. Off for poolers that cannot keep them.
+    _database["OPTIONS"] = {"prepare_threshold": 5 if env_bool("KEHU_DB_PREPARED_STATEMENTS", True) else None}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

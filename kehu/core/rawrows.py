@@ -9,10 +9,12 @@ ORM would (datetimes parsed on SQLite, JSON decoded, encrypted fields decrypted)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models
+from django.db.backends.utils import CursorWrapper
 
 ModelT = TypeVar("ModelT", bound=models.Model)
 
@@ -60,3 +62,33 @@ class RowLoader(Generic[ModelT]):
                 value = converter(value, expression, connection)
             values.append(value)
         return self.model.from_db(self.using, self.attnames, values)
+
+
+@contextlib.contextmanager
+def hot_path_cursor(using: str = "default") -> Iterator[CursorWrapper]:
+    """A cursor for a query that runs on every request.
+
+    On PostgreSQL it binds parameters on the server, so psycopg prepares the statement after a
+    few runs (``prepare_threshold`` in settings) and the server stops re-planning it: 0.16 ms
+    instead of 0.57 ms for the token query on this machine. Django's own cursors bind on the
+    client and never prepare, so the rest of the ORM is unaffected (and poolers that cannot
+    keep prepared statements only need ``KEHU_DB_PREPARED_STATEMENTS=false``). Elsewhere it is
+    Django's cursor. Either way queries are logged and counted like any other.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    # django-stubs type these as taking a CursorWrapper; they take the driver's cursor.
+    wrapped = (
+        connection.make_debug_cursor(raw)  # type: ignore[arg-type]
+        if connection.queries_logged
+        else connection.make_cursor(raw)  # type: ignore[arg-type]
+    )
+    with wrapped as cursor:
+        yield cursor

@@ -22,7 +22,7 @@ from kehu.accounts.services._common import (
 )
 from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
-from kehu.core.rawrows import RowLoader
+from kehu.core.rawrows import RowLoader, hot_path_cursor
 
 
 # --- API tokens -----------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class _TokenQuery:
         return self._sql
 
     def fetch(self, digest: str) -> tuple[ApiToken, User] | None:
-        with connection.cursor() as cursor:
+        with hot_path_cursor() as cursor:
             cursor.execute(self.sql, [digest])
             rows = cursor.fetchall()
         if not rows:
