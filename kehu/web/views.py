@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import activate
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.i18n import set_language
 
@@ -16,6 +21,7 @@ from kehu.accounts.errors import InvalidCredentials, LoginThrottled
 from kehu.accounts.models import User
 from kehu.accounts.services import login_attempt, logout_record, session_register, user_update
 from kehu.core.middleware import client_ip
+from kehu.core.selectors import audit_daily_counts
 from kehu.web.forms import LoginForm
 
 
@@ -62,7 +68,34 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/home.html", {})
+    context: dict[str, Any] = {}
+    if request.user.has_perm("audit.view"):
+        context["signin_chart"] = _signin_chart(request.user)
+    return render(request, "web/home.html", context)
+
+
+SIGNIN_CHART_DAYS = 14
+
+
+def _signin_chart(viewer: Any) -> dict[str, Any]:
+    """Sign-ins, failures and refusals per day: an administrator's first glance at guessing."""
+    series = [
+        ("auth.login", _("Sign-ins")),
+        ("auth.login_failed", _("Failed sign-ins")),
+        ("auth.login_throttled", _("Refused (throttled)")),
+    ]
+    today = timezone.localdate()
+    counts = audit_daily_counts(
+        user=viewer, actions=[action for action, _label in series], days=SIGNIN_CHART_DAYS, today=today
+    )
+    days = [today - timedelta(days=SIGNIN_CHART_DAYS - 1 - offset) for offset in range(SIGNIN_CHART_DAYS)]
+    return {
+        "title": str(_("Sign-in activity, last %(days)d days") % {"days": SIGNIN_CHART_DAYS}),
+        "days": [day.strftime("%m-%d") for day in days],
+        "series": [
+            {"name": str(label), "action": action, "data": counts[action]} for action, label in series
+        ],
+    }
 
 
 @require_POST

@@ -31,3 +31,27 @@
     }
   });
 })();
+
+// <div class="kehu-chart" data-chart-source="id-of-json-script">: a daily line chart drawn with
+// ECharts from {"days": [...], "series": [{"name", "data"}]} (ECharts loads only on such pages).
+window.addEventListener("load", function () {
+  "use strict";
+  if (!window.echarts) { return; }
+  document.querySelectorAll(".kehu-chart[data-chart-source]").forEach(function (element) {
+    var source = document.getElementById(element.getAttribute("data-chart-source"));
+    if (!source) { return; }
+    var data = JSON.parse(source.textContent);
+    var chart = window.echarts.init(element);
+    chart.setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 40, right: 16, top: 36, bottom: 24 },
+      xAxis: { type: "category", data: data.days },
+      yAxis: { type: "value", minInterval: 1 },
+      series: data.series.map(function (series) {
+        return { name: series.name, type: "line", data: series.data };
+      })
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+  });
+});
