@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from kehu.core.crypto import blind_index
 from kehu.core.fields import EncryptedTextField
 from kehu.core.permissions import SCOPE_BREADTH, DataScope, all_permissions
 
@@ -84,6 +85,20 @@ class Role(models.Model):
 class UserManager(BaseUserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> User:
         return self.get(username__iexact=username)
+
+
+STAFF_PHONE_INDEX_PURPOSE = "staff-phone"
+
+
+def staff_phone_digits(raw: str) -> str:
+    """A staff phone as stored and indexed: its digits, with a leading + kept ("" if none)."""
+    return "".join(character for character in raw.strip() if character.isdigit() or character == "+")
+
+
+def staff_phone_index(raw: str) -> str:
+    """The blind index of a staff phone, for exact lookup of the encrypted column."""
+    digits = staff_phone_digits(raw)
+    return blind_index(digits, purpose=STAFF_PHONE_INDEX_PURPOSE) if digits else ""
 
 
 class User(AbstractBaseUser):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from kehu.accounts.models import ApiToken, Department, Role, User
+from kehu.accounts.models import ApiToken, Department, Role, User, staff_phone_digits, staff_phone_index
 from kehu.core.scopes import scope_for
 
 
@@ -23,11 +23,17 @@ def user_list(*, user: User, filters: UserFilters | None = None) -> QuerySet[Use
     queryset = scope_for(user, User.objects.all(), resource="users")
     if filters:
         if filters.query:
-            queryset = queryset.filter(
+            matches = (
                 Q(username__icontains=filters.query)
                 | Q(display_name__icontains=filters.query)
                 | Q(email__icontains=filters.query)
             )
+            # A whole phone number finds its owner through the blind index, but only for those
+            # who may see phones: to anyone else that would confirm a masked value.
+            digits = staff_phone_digits(filters.query)
+            if len(digits.lstrip("+")) >= 7 and user.has_perm("users.view_sensitive"):
+                matches |= Q(phone_index=staff_phone_index(digits))
+            queryset = queryset.filter(matches)
         if filters.department_id is not None:
             if filters.include_subdepartments:
                 department = Department.objects.filter(pk=filters.department_id).first()

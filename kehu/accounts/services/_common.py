@@ -15,8 +15,7 @@ from kehu.accounts.errors import (
     LastAdminError,
     NotPermitted,
 )
-from kehu.accounts.models import Role, User
-from kehu.core import crypto
+from kehu.accounts.models import Role, User, staff_phone_digits, staff_phone_index
 from kehu.core.errors import ValidationFailed
 from kehu.core.scopes import scope_for
 
@@ -49,7 +48,7 @@ def _field_error(field: str, message: str) -> ValidationFailed:
 
 
 def _normalise_phone(phone: str) -> str:
-    digits = "".join(character for character in phone if character.isdigit() or character == "+")
+    digits = staff_phone_digits(phone)
     if phone and not (7 <= len(digits.lstrip("+")) <= 15):
         raise _field_error("phone", _("Not a phone number."))
     return digits
@@ -98,7 +97,7 @@ def _refuse_if_no_admin_left(*, before: int, after: int) -> None:
 def _set_phone(user: User, phone: str) -> None:
     normalised = _normalise_phone(phone.strip()) if phone else ""
     user.phone = normalised
-    user.phone_index = crypto.blind_index(normalised, purpose="staff-phone") if normalised else ""
+    user.phone_index = staff_phone_index(normalised)
 
 
 def _validate_password(password: str, user: User | None) -> None:
