@@ -158,7 +158,12 @@ SQLITE_PATH = DATA_DIR / "kehu.sqlite3"
 DATABASE_URL = env_str("KEHU_DATABASE_URL", f"sqlite:///{SQLITE_PATH}")
 # Persistent connections: PostgreSQL serves 7x fewer requests without them (DESIGN.md §7).
 CONN_MAX_AGE = env_int("KEHU_CONN_MAX_AGE", 600)
-_database = dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+# Health checks cost a round trip per request (a tenth of an authenticated API call on
+# PostgreSQL here); without them a request on a connection the server dropped fails once and
+# the connection is replaced. Turn them on where connections are cut often (KEHU_DB_HEALTH_CHECKS).
+_database = dj_database_url.parse(
+    DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=env_bool("KEHU_DB_HEALTH_CHECKS", False)
+)
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["OPTIONS"] = {
         # IMMEDIATE: a write transaction takes the lock at BEGIN, so two writers queue on the
