@@ -10,13 +10,13 @@ import pytest
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
-# A loaded two-core CI machine must not fail a property test on its timing alone.
-hypothesis_settings.register_profile("kehu", deadline=None, print_blob=True)
-hypothesis_settings.load_profile("kehu")
-
 from kehu.accounts.models import Department, User
 from kehu.accounts.services import token_create
 from tests.factories import DepartmentFactory, RoleFactory, UserFactory
+
+# A loaded two-core CI machine must not fail a property test on its timing alone.
+hypothesis_settings.register_profile("kehu", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("kehu")
 
 
 class ApiClient:

@@ -97,6 +97,9 @@ class UserUpdateIn(InputSchema):
 
 class PasswordIn(InputSchema):
     password: str = Field(min_length=1, max_length=128)
+    current_password: str | None = Field(
+        None, max_length=128, description="Required when changing one's own password"
+    )
 
 
 class UserQuery(PageParams):
@@ -256,7 +259,12 @@ def update_me(request: AuthenticatedRequest, payload: MeUpdateIn) -> User:
 
 @router.post("/me/password", response={204: None, **ERRORS_WRITE}, tags=["me"])
 def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> Status[None]:
-    services.user_set_password(actor=request.auth, user=request.auth, password=payload.password)
+    services.user_set_password(
+        actor=request.auth,
+        user=request.auth,
+        password=payload.password,
+        current_password=payload.current_password,
+    )
     return Status(204, None)
 
 
@@ -331,7 +339,9 @@ def reactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
 def set_user_password(request: AuthenticatedRequest, user_id: int, payload: PasswordIn) -> Status[None]:
     require_permission(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
-    services.user_set_password(actor=request.auth, user=user, password=payload.password)
+    services.user_set_password(
+        actor=request.auth, user=user, password=payload.password, current_password=payload.current_password
+    )
     return Status(204, None)
 
 

@@ -159,6 +159,11 @@ class UserCreateForm(UserProfileForm, PasswordPairMixin):
 
 
 class SetPasswordForm(PasswordPairMixin):
+    current_password = forms.CharField(
+        label=_("Current password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
     password1 = forms.CharField(
         label=_("New password"),
         strip=False,
@@ -169,6 +174,12 @@ class SetPasswordForm(PasswordPairMixin):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+    def __init__(self, *args: Any, is_own: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not is_own:
+            # An administrator resetting someone else's password does not know it.
+            del self.fields["current_password"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

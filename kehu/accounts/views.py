@@ -243,11 +243,16 @@ def user_set_password(request: HttpRequest, user_id: int) -> HttpResponse:
     if viewer.pk != user_id and not viewer.has_perm("users.change"):
         raise PermissionDenied
     target = viewer if viewer.pk == user_id else _user_or_404(viewer, user_id)
-    form = SetPasswordForm(request.POST or None)
+    form = SetPasswordForm(request.POST or None, is_own=viewer.pk == target.pk)
     refused: DomainError | None = None
     if request.method == "POST" and form.is_valid():
         try:
-            services.user_set_password(actor=viewer, user=target, password=form.cleaned_data["password1"])
+            services.user_set_password(
+                actor=viewer,
+                user=target,
+                password=form.cleaned_data["password1"],
+                current_password=form.cleaned_data.get("current_password"),
+            )
         except DomainError as error:
             refused = error
             add_domain_error(form, error, field_map=PASSWORD_FIELDS)

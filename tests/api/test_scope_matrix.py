@@ -8,7 +8,7 @@ from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.accounts.services import token_create
 from kehu.core.audit import audit_record
 from kehu.core.models import AuditEvent
-from tests.factories import DepartmentFactory, RoleFactory, UserFactory
+from tests.factories import TEST_PASSWORD, DepartmentFactory, RoleFactory, UserFactory
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, ScopeVariant, World, run_case, scope_cases
 
 
@@ -139,7 +139,7 @@ ME_ENDPOINTS = [
         "me_set_password",
         "POST",
         "/me/password",
-        body=lambda world: {"password": "my-own-new-secret-5"},
+        body=lambda world: {"password": "my-own-new-secret-5", "current_password": TEST_PASSWORD},
         expected=204,
         check_allowed=_my_password_was_set,
     ),

@@ -24,7 +24,7 @@ from kehu.accounts.services._common import (
 from kehu.accounts.services.roles import role_ensure_administrator
 from kehu.accounts.signals import user_deactivated
 from kehu.core.audit import audit_record
-from kehu.core.errors import Conflict
+from kehu.core.errors import Conflict, ValidationFailed
 from kehu.core.types import UNSET, Unset
 
 
@@ -143,8 +143,16 @@ def user_update(
 
 
 @transaction.atomic
-def user_set_password(*, actor: User | None, user: User, password: str) -> None:
-    if actor is None or actor.pk != user.pk:
+def user_set_password(
+    *, actor: User | None, user: User, password: str, current_password: str | None = None
+) -> None:
+    """Set a password. Changing one's own needs the current one, so that a session left open
+    on a shared counter computer cannot be turned into a stolen account."""
+    if actor is not None and actor.pk == user.pk:
+        if not current_password or not user.check_password(current_password):
+            message = _("The current password is not correct.")
+            raise ValidationFailed(message, fields={"current_password": [message]})
+    else:
         ensure_permitted(actor, "users.change")
     _validate_password(password, user)
     user.set_password(password)
