@@ -237,6 +237,8 @@ LANGUAGE_CODE = env_str("KEHU_LANGUAGE", "zh-hans")
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("KEHU_TIME_ZONE", "Asia/Shanghai")
+# Phone numbers written without a country code are read as numbers of this region.
+PHONE_REGION = env_str("KEHU_PHONE_REGION", "CN")
 USE_I18N = True
 USE_TZ = True
 
