@@ -50,10 +50,7 @@ def normalise_email(raw: str, *, field: str = "email", label: str | None = None)
             "domain": _("The domain after the @ sign is not valid."),
             "invalid": _("Not a valid email address."),
         }[result.reason]
-        raise ValidationFailed(
-            _("%(field)s: %(reason)s") % {"field": label or _("Email"), "reason": reason},
-            fields={field: [reason]},
-        )
+        raise ValidationFailed.for_field(field, reason, label=label or _("Email"))
     return result
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.utils.translation import gettext
+
 
 class DomainError(Exception):
     """A business rule refused the request.
@@ -25,6 +27,12 @@ class DomainError(Exception):
 class ValidationFailed(DomainError):
     code = "validation_error"
     status = 422
+
+    @classmethod
+    def for_field(cls, field: str, reason: str, *, label: str | None = None) -> ValidationFailed:
+        """One field refused for one reason; the message reads "手机: 不是有效的手机号码" when labelled."""
+        message = gettext("%(field)s: %(reason)s") % {"field": label, "reason": reason} if label else reason
+        return cls(message, fields={field: [reason]})
 
 
 class NotFound(DomainError):

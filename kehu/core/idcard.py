@@ -150,7 +150,4 @@ def id_number_consistency_errors(
 
 
 def _refusal(field: str, label: str | None, reason: str) -> ValidationFailed:
-    return ValidationFailed(
-        _("%(field)s: %(reason)s") % {"field": label or _("ID number"), "reason": reason},
-        fields={field: [reason]},
-    )
+    return ValidationFailed.for_field(field, reason, label=label or _("ID number"))

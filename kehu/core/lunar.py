@@ -56,7 +56,7 @@ class LunarDate:
 
 
 def _refuse(message: str) -> ValidationFailed:
-    return ValidationFailed(message, fields={ERROR_FIELD: [message]})
+    return ValidationFailed.for_field(ERROR_FIELD, message)
 
 
 def _check_year(year: int) -> None:

@@ -29,18 +29,16 @@ def to_fen(amount: Decimal | str | int, *, field: str = "amount") -> int:
     try:
         value = Decimal(str(amount).strip().replace(",", "")) if not isinstance(amount, Decimal) else amount
     except InvalidOperation as error:
-        raise ValidationFailed(
-            _("Not an amount of money."), fields={field: [_("Not an amount of money.")]}
-        ) from error
+        raise ValidationFailed.for_field(field, _("Not an amount of money.")) from error
     if not value.is_finite():
-        raise ValidationFailed(_("Not an amount of money."), fields={field: [_("Not an amount of money.")]})
+        raise ValidationFailed.for_field(field, _("Not an amount of money."))
     # Size first: quantizing 1e30 to fen overflows the decimal context (InvalidOperation).
     if value.copy_abs() > Decimal(MAX_ABS_FEN) / FEN_PER_YUAN:
         message = _("The amount is too large.")
-        raise ValidationFailed(message, fields={field: [message]})
+        raise ValidationFailed.for_field(field, message)
     if value.quantize(_CENT) != value:
         message = _("Amounts have at most two decimal places.")
-        raise ValidationFailed(message, fields={field: [message]})
+        raise ValidationFailed.for_field(field, message)
     return int(value * FEN_PER_YUAN)
 
 

@@ -124,7 +124,7 @@ def keyset_page(
 
 def _invalid_cursor() -> ValidationFailed:
     message = _("This page cursor is not valid; start again from the first page.")
-    return ValidationFailed(message, fields={"cursor": [message]})
+    return ValidationFailed.for_field("cursor", message)
 
 
 def _ordering_field(model: type[models.Model], path: str) -> models.Field[Any, Any]:

@@ -177,7 +177,4 @@ def slow_path_phone(raw: str, region: str) -> PhoneNumber | _Reason:
 
 def _refusal(*, field: str, label: str | None, mobile_only: bool, reason: str) -> ValidationFailed:
     field_label = label or (_("Mobile") if mobile_only else _("Phone"))
-    return ValidationFailed(
-        _("%(field)s: %(reason)s") % {"field": field_label, "reason": reason},
-        fields={field: [reason]},
-    )
+    return ValidationFailed.for_field(field, reason, label=field_label)

@@ -44,7 +44,7 @@ def _ensure_within_scope(actor: User | None, user: User) -> None:
 
 
 def _field_error(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, fields={field: [message]})
+    return ValidationFailed.for_field(field, message)
 
 
 def _normalise_phone(phone: str) -> str:

@@ -58,7 +58,7 @@ def _validated_permissions(permissions: Iterable[str]) -> list[str]:
 def _validated_scope(data_scope: str) -> str:
     if data_scope not in DataScope.values:
         message = _("Unknown data scope: %(scope)s") % {"scope": data_scope}
-        raise ValidationFailed(message, fields={"data_scope": [message]})
+        raise ValidationFailed.for_field("data_scope", message)
     return data_scope
 
 

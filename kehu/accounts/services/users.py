@@ -151,7 +151,7 @@ def user_set_password(
     if actor is not None and actor.pk == user.pk:
         if not current_password or not user.check_password(current_password):
             message = _("The current password is not correct.")
-            raise ValidationFailed(message, fields={"current_password": [message]})
+            raise ValidationFailed.for_field("current_password", message)
     else:
         ensure_permitted(actor, "users.change")
     _validate_password(password, user)
