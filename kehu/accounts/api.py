@@ -13,7 +13,7 @@ from kehu.accounts.auth import AuthenticatedRequest
 from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.core.errors import ValidationFailed
 from kehu.core.masking import mask_phone
-from kehu.core.permissions import DataScope, resources
+from kehu.core.permissions import DataScope, ensure_permitted, resources
 from kehu.core.schemas import (
     ERRORS_READ,
     ERRORS_WRITE,
@@ -22,7 +22,6 @@ from kehu.core.schemas import (
     ObjectId,
     PageParams,
     page_of,
-    require_permission,
 )
 from kehu.core.types import UNSET
 
@@ -271,7 +270,7 @@ def change_my_password(request: AuthenticatedRequest, payload: PasswordIn) -> St
 # --- users ----------------------------------------------------------------------------------
 @router.get("/users", response={200: UserPage, **ERRORS_READ}, tags=["users"])
 def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[str, Any]:
-    require_permission(request.auth, "users.view")
+    ensure_permitted(request.auth, "users.view")
     filters = selectors.UserFilters(
         query=query.q,
         department_id=query.department_id,
@@ -284,7 +283,7 @@ def list_users(request: AuthenticatedRequest, query: Query[UserQuery]) -> dict[s
 
 @router.post("/users", response={201: UserOut, **ERRORS_WRITE}, tags=["users"])
 def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> Status[User]:
-    require_permission(request.auth, "users.create")
+    ensure_permitted(request.auth, "users.create")
     user = services.user_create(
         actor=request.auth,
         username=payload.username,
@@ -301,13 +300,13 @@ def create_user(request: AuthenticatedRequest, payload: UserCreateIn) -> Status[
 
 @router.get("/users/{user_id}", response={200: UserOut, **ERRORS_READ}, tags=["users"])
 def get_user(request: AuthenticatedRequest, user_id: int) -> User:
-    require_permission(request.auth, "users.view")
+    ensure_permitted(request.auth, "users.view")
     return selectors.user_get(user=request.auth, user_id=user_id)
 
 
 @router.patch("/users/{user_id}", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
 def update_user(request: AuthenticatedRequest, user_id: int, payload: UserUpdateIn) -> User:
-    require_permission(request.auth, "users.change")
+    ensure_permitted(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     changes = payload.dict(exclude_unset=True)
     department: Any = UNSET
@@ -323,21 +322,21 @@ def update_user(request: AuthenticatedRequest, user_id: int, payload: UserUpdate
 
 @router.post("/users/{user_id}/deactivate", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
 def deactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
-    require_permission(request.auth, "users.change")
+    ensure_permitted(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     return services.user_deactivate(actor=request.auth, user=user)
 
 
 @router.post("/users/{user_id}/reactivate", response={200: UserOut, **ERRORS_WRITE}, tags=["users"])
 def reactivate_user(request: AuthenticatedRequest, user_id: int) -> User:
-    require_permission(request.auth, "users.change")
+    ensure_permitted(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     return services.user_reactivate(actor=request.auth, user=user)
 
 
 @router.post("/users/{user_id}/password", response={204: None, **ERRORS_WRITE}, tags=["users"])
 def set_user_password(request: AuthenticatedRequest, user_id: int, payload: PasswordIn) -> Status[None]:
-    require_permission(request.auth, "users.change")
+    ensure_permitted(request.auth, "users.change")
     user = selectors.user_get(user=request.auth, user_id=user_id)
     services.user_set_password(
         actor=request.auth, user=user, password=payload.password, current_password=payload.current_password
@@ -348,13 +347,13 @@ def set_user_password(request: AuthenticatedRequest, user_id: int, payload: Pass
 # --- departments ----------------------------------------------------------------------------
 @router.get("/departments", response={200: DepartmentPage, **ERRORS_READ}, tags=["departments"])
 def list_departments(request: AuthenticatedRequest, query: Query[PageParams]) -> dict[str, Any]:
-    require_permission(request.auth, "departments.view")
+    ensure_permitted(request.auth, "departments.view")
     return page_of(selectors.department_list(user=request.auth), query, ordering=("path", "id"))
 
 
 @router.post("/departments", response={201: DepartmentOut, **ERRORS_WRITE}, tags=["departments"])
 def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> Status[Department]:
-    require_permission(request.auth, "departments.create")
+    ensure_permitted(request.auth, "departments.create")
     parent = _department_or_none(payload.parent_id, field="parent_id")
     department = services.department_create(
         actor=request.auth, name=payload.name, code=payload.code, parent=parent
@@ -366,7 +365,7 @@ def create_department(request: AuthenticatedRequest, payload: DepartmentIn) -> S
     "/departments/{department_id}", response={200: DepartmentOut, **ERRORS_READ}, tags=["departments"]
 )
 def get_department(request: AuthenticatedRequest, department_id: int) -> Department:
-    require_permission(request.auth, "departments.view")
+    ensure_permitted(request.auth, "departments.view")
     return selectors.department_get(user=request.auth, department_id=department_id)
 
 
@@ -376,7 +375,7 @@ def get_department(request: AuthenticatedRequest, department_id: int) -> Departm
 def update_department(
     request: AuthenticatedRequest, department_id: int, payload: DepartmentUpdateIn
 ) -> Department:
-    require_permission(request.auth, "departments.change")
+    ensure_permitted(request.auth, "departments.change")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     changes = payload.dict(exclude_unset=True)
     parent: Any = UNSET
@@ -387,7 +386,7 @@ def update_department(
 
 @router.delete("/departments/{department_id}", response={204: None, **ERRORS_WRITE}, tags=["departments"])
 def delete_department(request: AuthenticatedRequest, department_id: int) -> Status[None]:
-    require_permission(request.auth, "departments.delete")
+    ensure_permitted(request.auth, "departments.delete")
     department = selectors.department_get(user=request.auth, department_id=department_id)
     services.department_delete(actor=request.auth, department=department)
     return Status(204, None)
@@ -396,13 +395,13 @@ def delete_department(request: AuthenticatedRequest, department_id: int) -> Stat
 # --- roles ----------------------------------------------------------------------------------
 @router.get("/roles", response={200: RolePage, **ERRORS_READ}, tags=["roles"])
 def list_roles(request: AuthenticatedRequest, query: Query[PageParams]) -> dict[str, Any]:
-    require_permission(request.auth, "roles.view")
+    ensure_permitted(request.auth, "roles.view")
     return page_of(selectors.role_list(user=request.auth), query, ordering=("name", "id"))
 
 
 @router.get("/roles/resources", response={200: list[ResourceOut], **ERRORS_READ}, tags=["roles"])
 def list_permission_resources(request: AuthenticatedRequest) -> list[dict[str, Any]]:
-    require_permission(request.auth, "roles.view")
+    ensure_permitted(request.auth, "roles.view")
     return [
         {"name": r.name, "label": str(r.label), "actions": list(r.actions), "is_scoped": r.is_scoped}
         for r in resources()
@@ -411,7 +410,7 @@ def list_permission_resources(request: AuthenticatedRequest) -> list[dict[str, A
 
 @router.post("/roles", response={201: RoleOut, **ERRORS_WRITE}, tags=["roles"])
 def create_role(request: AuthenticatedRequest, payload: RoleIn) -> Status[Role]:
-    require_permission(request.auth, "roles.create")
+    ensure_permitted(request.auth, "roles.create")
     role = services.role_create(
         actor=request.auth,
         name=payload.name,
@@ -424,20 +423,20 @@ def create_role(request: AuthenticatedRequest, payload: RoleIn) -> Status[Role]:
 
 @router.get("/roles/{role_id}", response={200: RoleOut, **ERRORS_READ}, tags=["roles"])
 def get_role(request: AuthenticatedRequest, role_id: int) -> Role:
-    require_permission(request.auth, "roles.view")
+    ensure_permitted(request.auth, "roles.view")
     return selectors.role_get(user=request.auth, role_id=role_id)
 
 
 @router.patch("/roles/{role_id}", response={200: RoleOut, **ERRORS_WRITE}, tags=["roles"])
 def update_role(request: AuthenticatedRequest, role_id: int, payload: RoleUpdateIn) -> Role:
-    require_permission(request.auth, "roles.change")
+    ensure_permitted(request.auth, "roles.change")
     role = selectors.role_get(user=request.auth, role_id=role_id)
     return services.role_update(actor=request.auth, role=role, **payload.dict(exclude_unset=True))
 
 
 @router.delete("/roles/{role_id}", response={204: None, **ERRORS_WRITE}, tags=["roles"])
 def delete_role(request: AuthenticatedRequest, role_id: int) -> Status[None]:
-    require_permission(request.auth, "roles.delete")
+    ensure_permitted(request.auth, "roles.delete")
     role = selectors.role_get(user=request.auth, role_id=role_id)
     services.role_delete(actor=request.auth, role=role)
     return Status(204, None)

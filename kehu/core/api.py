@@ -9,6 +9,7 @@ from ninja import Field, Query, Router, Schema
 
 from kehu.core.audit import audit_verify
 from kehu.core.models import AuditEvent
+from kehu.core.permissions import ensure_permitted
 from kehu.core.schemas import (
     ERRORS_READ,
     ApiDateTime,
@@ -16,7 +17,6 @@ from kehu.core.schemas import (
     ObjectId,
     PageParams,
     page_of,
-    require_permission,
 )
 from kehu.core.selectors import AuditFilters, audit_event_get, audit_event_list
 
@@ -63,7 +63,7 @@ class AuditVerifyOut(Schema):
 
 @router.get("/audit-events", response={200: AuditEventPage, **ERRORS_READ})
 def list_audit_events(request: ApiRequest, query: Query[AuditQuery]) -> dict[str, Any]:
-    require_permission(request.auth, "audit.view")
+    ensure_permitted(request.auth, "audit.view")
     filters = AuditFilters(
         action=query.action,
         actor_id=query.actor_id,
@@ -77,7 +77,7 @@ def list_audit_events(request: ApiRequest, query: Query[AuditQuery]) -> dict[str
 
 @router.get("/audit-events/verify", response={200: AuditVerifyOut, **ERRORS_READ})
 def verify_audit_chain(request: ApiRequest) -> dict[str, Any]:
-    require_permission(request.auth, "audit.view")
+    ensure_permitted(request.auth, "audit.view")
     result = audit_verify()
     return {
         "is_intact": result.is_intact,
@@ -89,5 +89,5 @@ def verify_audit_chain(request: ApiRequest) -> dict[str, Any]:
 
 @router.get("/audit-events/{sequence}", response={200: AuditEventOut, **ERRORS_READ})
 def get_audit_event(request: ApiRequest, sequence: int) -> AuditEvent:
-    require_permission(request.auth, "audit.view")
+    ensure_permitted(request.auth, "audit.view")
     return audit_event_get(user=request.auth, sequence=sequence)

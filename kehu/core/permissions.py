@@ -7,10 +7,14 @@ their resources in ``AppConfig.ready``; roles may only hold registered permissio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.db import models
 from django.utils.functional import Promise
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from kehu.core.errors import PermissionDeniedError
 
 
 class Action(models.TextChoices):
@@ -62,3 +66,19 @@ def all_permissions() -> set[str]:
 
 def is_known_permission(permission: str) -> bool:
     return permission in all_permissions()
+
+
+class PermissionHolder(Protocol):
+    """Anything with Django's ``has_perm``: core checks permissions without knowing the user model."""
+
+    def has_perm(self, perm: str, obj: object = None) -> bool: ...
+
+
+def ensure_permitted(actor: PermissionHolder | None, permission: str) -> None:
+    """Refuse (403) unless ``actor`` holds ``permission``; ``None`` is the command-line operator.
+
+    The API checks this before any lookup, and services check it again, so every way in
+    (API, pages, CLI, jobs) is refused the same way.
+    """
+    if actor is not None and not actor.has_perm(permission):
+        raise PermissionDeniedError(gettext("You do not have permission to do this."), permission=permission)

@@ -10,11 +10,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from ninja import Field, Schema
 from pydantic import AfterValidator, field_validator
 
-from kehu.core.errors import PermissionDeniedError
 from kehu.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
 
 ModelT = TypeVar("ModelT", bound=models.Model)
@@ -92,9 +90,3 @@ def page_of(
     page = keyset_page(queryset, ordering=ordering, after=params.cursor, limit=params.limit)
     items: list[Any] = transform(page.items) if transform else page.items
     return {"items": items, "next_cursor": page.next_cursor}
-
-
-def require_permission(user: Any, permission: str) -> None:
-    """403 before any lookup when the caller lacks the permission entirely."""
-    if not user.has_perm(permission):
-        raise PermissionDeniedError(_("You do not have permission to do this."), permission=permission)

@@ -6,17 +6,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from kehu.core.models import AuditEvent
-
-
-class PermissionHolder(Protocol):
-    def has_perm(self, perm: str, obj: object = None) -> bool: ...
+from kehu.core.permissions import PermissionHolder
 
 
 @dataclass(frozen=True)

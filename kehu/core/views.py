@@ -26,7 +26,8 @@ from kehu.core.audit import audit_verify
 from kehu.core.errors import DomainError
 from kehu.core.models import AuditEvent
 from kehu.core.pagination import keyset_page
-from kehu.core.selectors import AuditFilters, PermissionHolder, audit_event_list
+from kehu.core.permissions import PermissionHolder
+from kehu.core.selectors import AuditFilters, audit_event_list
 
 AUDIT_ORDERING = ("-sequence", "-id")
 

@@ -9,7 +9,6 @@ from kehu.accounts.services._common import (
     ADMIN_ROLE_NAME,
     TOKEN_PREFIX,
     TOKEN_TOUCH_INTERVAL,
-    ensure_permitted,
 )
 from kehu.accounts.services.departments import department_create, department_delete, department_update
 from kehu.accounts.services.roles import role_create, role_delete, role_ensure_administrator, role_update
@@ -23,6 +22,7 @@ from kehu.accounts.services.users import (
     user_set_password,
     user_update,
 )
+from kehu.core.permissions import ensure_permitted  # part of this package's public surface
 
 __all__ = [
     "ADMIN_ROLE_NAME",

@@ -25,12 +25,6 @@ TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 ADMIN_ROLE_NAME = "Administrator"
 
 
-def ensure_permitted(actor: User | None, permission: str) -> None:
-    """Refuse unless ``actor`` holds ``permission``; ``None`` is the command-line operator."""
-    if actor is not None and not actor.has_perm(permission):
-        raise NotPermitted(_("You do not have permission to do this."), permission=permission)
-
-
 def _ensure_within_scope(actor: User | None, user: User) -> None:
     """Refuse a write that would put a user outside the actor's own data scope.
 

@@ -14,10 +14,10 @@ from kehu.accounts.models import Department, User
 from kehu.accounts.services._common import (
     _field_error,
     _full_clean,
-    ensure_permitted,
 )
 from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
+from kehu.core.permissions import ensure_permitted
 from kehu.core.types import UNSET, Unset
 
 

@@ -19,11 +19,10 @@ from kehu.accounts.services._common import (
     _field_error,
     _full_clean,
     _refuse_if_no_admin_left,
-    ensure_permitted,
 )
 from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict, ValidationFailed
-from kehu.core.permissions import DataScope, all_permissions, is_known_permission
+from kehu.core.permissions import DataScope, all_permissions, ensure_permitted, is_known_permission
 
 
 def role_ensure_administrator() -> Role:

@@ -18,10 +18,10 @@ from kehu.accounts.services._common import (
     TOKEN_PREFIX,
     TOKEN_TOUCH_INTERVAL,
     _field_error,
-    ensure_permitted,
 )
 from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
+from kehu.core.permissions import ensure_permitted
 from kehu.core.rawrows import RowLoader, hot_path_cursor
 
 

@@ -19,12 +19,12 @@ from kehu.accounts.services._common import (
     _set_phone,
     _user_snapshot,
     _validate_password,
-    ensure_permitted,
 )
 from kehu.accounts.services.roles import role_ensure_administrator
 from kehu.accounts.signals import user_deactivated
 from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict, ValidationFailed
+from kehu.core.permissions import ensure_permitted
 from kehu.core.types import UNSET, Unset
 
 
