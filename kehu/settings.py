@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "ninja",
     "kehu.core",
     "kehu.accounts",
+    "kehu.customers",
     "kehu.ops",
     "kehu.web",
 ]

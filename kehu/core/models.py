@@ -87,3 +87,49 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.last_sequence}"
+
+
+class NumberSequence(models.Model):
+    """A named counter for public numbers (customer codes, card numbers) apart from primary keys.
+
+    Writers lock the row and take a block of values, so bulk paths reserve a million codes in
+    one statement and concurrent writers never hand out the same number.
+    """
+
+    name = models.CharField(_("name"), max_length=64, primary_key=True)
+    last_value = models.BigIntegerField(_("last value"), default=0)
+
+    class Meta:
+        verbose_name = _("number sequence")
+        verbose_name_plural = _("number sequences")
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.last_value}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first result of a request sent with an ``Idempotency-Key`` header.
+
+    A retry with the same key, user and operation gets the stored response instead of doing
+    the work twice; the same key with a different body is refused (409).
+    """
+
+    key = models.CharField(_("key"), max_length=128)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    operation = models.CharField(_("operation"), max_length=64)
+    request_digest = models.CharField(_("request digest"), max_length=64)
+    response_status = models.PositiveSmallIntegerField(_("response status"))
+    response_body = models.JSONField(_("response body"))
+    created_at = models.DateTimeField(_("created"), db_index=True)
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "operation", "key"], name="idempotency_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation}:{self.key}"
