@@ -36,10 +36,12 @@ def error_response(
     code: str,
     message: str,
     fields: dict[str, list[str]] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    return api.create_response(
-        request, {"code": code, "message": message, "fields": fields or {}}, status=status
-    )
+    body: dict[str, Any] = {"code": code, "message": message, "fields": fields or {}}
+    if details:
+        body["details"] = details
+    return api.create_response(request, body, status=status)
 
 
 def _field_name(location: Any) -> str:
@@ -69,7 +71,9 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
 
 @api.exception_handler(DomainError)
 def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return error_response(request, status=exc.status, code=exc.code, message=exc.message, fields=exc.fields)
+    return error_response(
+        request, status=exc.status, code=exc.code, message=exc.message, fields=exc.fields, details=exc.context
+    )
 
 
 @api.exception_handler(AuthenticationError)

@@ -41,6 +41,9 @@ class ErrorOut(Schema):
     code: str = Field(examples=["validation_error"])
     message: str
     fields: dict[str, list[str]] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Facts about the refusal, e.g. the existing customer's code on a duplicate"
+    )
 
 
 def _refuse_nul(value: Any) -> Any:
