@@ -271,7 +271,9 @@ def clean_emails(items: Any, errors: Errors) -> list[EmailInput]:
         raw = item.get("address", "") if isinstance(item, dict) else item
         key = f"emails.{position}.address"
         try:
-            address = normalise_email(str(raw or ""), field=key, label=label)
+            # Lower-cased whole: mailbox names are case-insensitive in practice, and duplicate
+            # detection must not miss Zhang.San@ vs zhang.san@.
+            address = normalise_email(str(raw or ""), field=key, label=label).lower()
         except ValidationFailed as error:
             errors.absorb(error, key=key, label=label)
             continue
