@@ -12,8 +12,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kehu.core.crypto import blind_index
+from kehu.core.errors import ValidationFailed
 from kehu.core.fields import EncryptedTextField
 from kehu.core.permissions import SCOPE_BREADTH, DataScope, all_permissions
+from kehu.core.phones import normalise_phone
 
 
 class Department(models.Model):
@@ -90,15 +92,19 @@ class UserManager(BaseUserManager["User"]):
 STAFF_PHONE_INDEX_PURPOSE = "staff-phone"
 
 
-def staff_phone_digits(raw: str) -> str:
-    """A staff phone as stored and indexed: its digits, with a leading + kept ("" if none)."""
-    return "".join(character for character in raw.strip() if character.isdigit() or character == "+")
+def staff_phone_normalised(raw: str) -> str | None:
+    """A staff phone in its stored form, E.164 (+8613800138000) like customers' phones; None if invalid."""
+    if not raw.strip():
+        return None
+    try:
+        return normalise_phone(raw).e164
+    except ValidationFailed:
+        return None
 
 
-def staff_phone_index(raw: str) -> str:
-    """The blind index of a staff phone, for exact lookup of the encrypted column."""
-    digits = staff_phone_digits(raw)
-    return blind_index(digits, purpose=STAFF_PHONE_INDEX_PURPOSE) if digits else ""
+def staff_phone_index(normalised: str) -> str:
+    """The blind index of a normalised staff phone, for exact lookup of the encrypted column."""
+    return blind_index(normalised, purpose=STAFF_PHONE_INDEX_PURPOSE) if normalised else ""
 
 
 class User(AbstractBaseUser):

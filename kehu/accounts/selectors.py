@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from kehu.accounts.models import ApiToken, Department, Role, User, staff_phone_digits, staff_phone_index
+from kehu.accounts.models import ApiToken, Department, Role, User, staff_phone_index, staff_phone_normalised
 from kehu.core.scopes import scope_for
 
 
@@ -30,9 +30,9 @@ def user_list(*, user: User, filters: UserFilters | None = None) -> QuerySet[Use
             )
             # A whole phone number finds its owner through the blind index, but only for those
             # who may see phones: to anyone else that would confirm a masked value.
-            digits = staff_phone_digits(filters.query)
-            if len(digits.lstrip("+")) >= 7 and user.has_perm("users.view_sensitive"):
-                matches |= Q(phone_index=staff_phone_index(digits))
+            phone = staff_phone_normalised(filters.query)
+            if phone is not None and user.has_perm("users.view_sensitive"):
+                matches |= Q(phone_index=staff_phone_index(phone))
             queryset = queryset.filter(matches)
         if filters.department_id is not None:
             if filters.include_subdepartments:

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import phonenumbers
+
 MASK = "*"
 
 
+def _country_code(e164: str) -> str:
+    try:
+        return str(phonenumbers.parse(e164, None).country_code)
+    except phonenumbers.NumberParseException:
+        return e164[1:3]
+
+
 def mask_phone(value: str | None) -> str:
-    """13800138000 -> 138****8000; +8613800138000 -> +86138****8000; short values keep 2+2."""
+    """13800138000 and +8613800138000 -> 138****8000; +85291234567 -> +852****4567; short values keep 2+2.
+
+    Mainland numbers are shown the way clerks read them, without +86; other countries keep
+    their code so that the mask still says where the number is from.
+    """
     if not value:
         return ""
     prefix = ""
     digits = value
-    if value.startswith("+86") and len(value) == 14:
-        prefix, digits = "+86", value[3:]
+    if value.startswith("+86"):
+        digits = value[3:]
+    elif value.startswith("+") and len(value) > 8:
+        # +852 9123 4567 -> +852****4567: the country code is not the secret part.
+        return f"+{_country_code(value)}{MASK * 4}{value[-4:]}"
     if len(digits) >= 11:
         return f"{prefix}{digits[:3]}{MASK * 4}{digits[-4:]}"
     if len(digits) >= 7:

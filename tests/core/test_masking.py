@@ -19,8 +19,13 @@ def test_a_mobile_keeps_its_first_three_and_last_four_digits(phone):
 
 
 @given(digits)
-def test_a_mobile_with_the_country_code_keeps_it(phone):
-    assert mask_phone(f"+86{phone}") == f"+86{phone[:3]}****{phone[-4:]}"
+def test_a_mainland_number_is_masked_as_clerks_read_it(phone):
+    assert mask_phone(f"+86{phone}") == f"{phone[:3]}****{phone[-4:]}"
+
+
+def test_a_foreign_number_keeps_its_country_code():
+    assert mask_phone("+85291234567") == "+852****4567"
+    assert mask_phone("+14155552671") == "+1****2671"
 
 
 @given(st.text(alphabet="0123456789", min_size=7, max_size=10))
@@ -39,7 +44,7 @@ def test_a_very_short_number_is_hidden_entirely(phone):
     ("masker", "value", "masked"),
     [
         (mask_phone, "13800138000", "138****8000"),
-        (mask_phone, "+8613800138000", "+86138****8000"),
+        (mask_phone, "+8613800138000", "138****8000"),
         (mask_phone, "", ""),
         (mask_phone, None, ""),
         (mask_email, "zhang.san@example.com", "z***@example.com"),

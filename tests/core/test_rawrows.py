@@ -30,7 +30,7 @@ def test_a_row_loader_builds_the_same_instance_as_the_orm():
     expected = User.objects.get(pk=user.pk)
     for field in User._meta.concrete_fields:
         assert getattr(loaded, field.attname) == getattr(expected, field.attname), field.name
-    assert loaded.phone == "13800138000"
+    assert loaded.phone == "+8613800138000"
     assert loaded.date_joined.tzinfo is not None
     assert loaded_role.permissions == ["users.view", "audit.view"]
     assert loaded._state.adding is False

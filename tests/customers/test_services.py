@@ -95,7 +95,7 @@ def test_create_normalises_and_encrypts_everything(clerk: User) -> None:
     event = AuditEvent.objects.get(action="customer.create")
     assert "13800138000" not in json.dumps(event.after, ensure_ascii=False)
     assert event.after is not None
-    assert event.after["phones"][0] == "+86138****8000"
+    assert event.after["phones"][0] == "138****8000"
 
 
 def test_codes_are_sequential_and_never_reused(clerk: User) -> None:
@@ -203,8 +203,8 @@ def test_update_records_field_history_masked_for_those_who_may_not_see(
     assert set(changes) == {"name", "phones", "tags"}
     viewer = make_user(permissions=["customers.view"], scope="all")
     phone_change = present_change(viewer, changes["phones"])
-    assert phone_change["before"] == ["+86138****8000"]
-    assert phone_change["after"] == ["+86139****9000"]
+    assert phone_change["before"] == ["138****8000"]
+    assert phone_change["after"] == ["139****9000"]
     assert present_change(clerk, changes["phones"])["after"] == ["+8613900139000"]
     assert present_change(viewer, changes["name"])["after"] == "张三丰"
     page = customer_history(viewer, customer)

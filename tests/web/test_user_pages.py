@@ -77,7 +77,7 @@ def test_create_user_through_the_form(
     assert (user.display_name, user.email, user.phone, user.department_id, user.language) == (
         "李四",
         "li.si@example.com",
-        "13800138000",
+        "+8613800138000",
         departments["store_b"].pk,
         "en",
     )

@@ -15,8 +15,9 @@ from kehu.accounts.errors import (
     LastAdminError,
     NotPermitted,
 )
-from kehu.accounts.models import Role, User, staff_phone_digits, staff_phone_index
+from kehu.accounts.models import Role, User, staff_phone_index
 from kehu.core.errors import ValidationFailed
+from kehu.core.phones import normalise_phone
 from kehu.core.scopes import scope_for
 
 TOKEN_PREFIX = "kehu_"  # noqa: S105 -- a public marker that makes leaked tokens greppable, not a secret
@@ -42,10 +43,7 @@ def _field_error(field: str, message: str) -> ValidationFailed:
 
 
 def _normalise_phone(phone: str) -> str:
-    digits = staff_phone_digits(phone)
-    if phone and not (7 <= len(digits.lstrip("+")) <= 15):
-        raise _field_error("phone", _("Not a phone number."))
-    return digits
+    return normalise_phone(phone, field="phone").e164
 
 
 def _user_snapshot(user: User) -> dict[str, Any]:
