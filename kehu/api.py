@@ -16,6 +16,8 @@ from kehu.accounts.api import router as accounts_router
 from kehu.accounts.auth import ActiveSessionAuth, BearerTokenAuth
 from kehu.core.api import router as core_router
 from kehu.core.errors import DomainError
+from kehu.customers.api import router as customers_router
+from kehu.customers.selfservice_api import router as selfservice_router
 
 api = NinjaAPI(
     title="Kehu API",
@@ -127,3 +129,5 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 api.add_router("/", core_router)
 api.add_router("/", accounts_router)
+api.add_router("/", customers_router)
+api.add_router("/", selfservice_router)

@@ -19,6 +19,7 @@ VERBS = {
     "audit": "verify the audit log's hash chain",
     "keys": "encryption keys: status, rotate",
     "demo": "fill the database with demonstration data",
+    "customers": "customer records: add, show, search, edit",
     "check": "check settings, database, queue and keys",
     "manage": "run any Django management command",
 }

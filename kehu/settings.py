@@ -208,7 +208,26 @@ else:
     raise ValueError(f"KEHU_QUEUE_URL must start with sqlite:/// or redis://, got {QUEUE_URL!r}")
 
 # --- Caches ---------------------------------------------------------------------------------
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Counters that must hold across processes (the self-service page's rate limits) live here, so
+# the default is a folder in the data folder, shared by every worker process of one machine;
+# local memory would give each process its own count. Several web machines share redis://.
+CACHE_URL = env_str("KEHU_CACHE_URL", f"file://{DATA_DIR / 'cache'}")
+CACHES: dict[str, dict[str, object]]
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL.startswith("file://"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": CACHE_URL.removeprefix("file://"),
+            # Culling drops counters: keep room for many clients before it starts.
+            "OPTIONS": {"MAX_ENTRIES": 20_000},
+        }
+    }
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ValueError(f"KEHU_CACHE_URL must be file:///path, redis://... or locmem://, got {CACHE_URL!r}")
 
 # --- Passwords ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -225,6 +244,17 @@ if TESTING:
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("KEHU_LOGIN_FAILURE_WINDOW", 15 * 60)
 LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int("KEHU_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)
 LOGIN_MAX_FAILURES_PER_IP = env_int("KEHU_LOGIN_MAX_FAILURES_PER_IP", 20)
+
+# --- Self-service update links (customers correct their own details) -------------------------
+SELF_SERVICE_LINK_HOURS = env_int("KEHU_SELF_SERVICE_LINK_HOURS", 72)
+# "required": a customer's changes wait for staff approval; "auto": they apply at once.
+SELF_SERVICE_APPROVAL = env_str("KEHU_SELF_SERVICE_APPROVAL", "required")
+if SELF_SERVICE_APPROVAL not in {"required", "auto"}:
+    raise ValueError(f"KEHU_SELF_SERVICE_APPROVAL must be required or auto, got {SELF_SERVICE_APPROVAL!r}")
+# Requests to the public page per client address and per link within the window (seconds).
+SELF_SERVICE_RATE_WINDOW = env_int("KEHU_SELF_SERVICE_RATE_WINDOW", 600)
+SELF_SERVICE_MAX_REQUESTS_PER_IP = env_int("KEHU_SELF_SERVICE_MAX_REQUESTS_PER_IP", 60)
+SELF_SERVICE_MAX_REQUESTS_PER_LINK = env_int("KEHU_SELF_SERVICE_MAX_REQUESTS_PER_LINK", 20)
 
 # --- Encryption -----------------------------------------------------------------------------
 # "id:base64key,id:base64key"; the first key encrypts, all of them decrypt. Without it the keys

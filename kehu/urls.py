@@ -9,5 +9,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("i18n/setlang/", set_language, name="set_language"),
     path("i18n/js/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    # Before the customer pages, whose "customers/<code>/" would swallow "customers/self-service/".
+    path("", include("kehu.customers.selfservice_urls")),
+    path("customers/", include("kehu.customers.urls")),
     path("", include("kehu.web.urls")),
 ]

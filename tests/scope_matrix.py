@@ -56,6 +56,15 @@ COUNTED_MODELS = (
     "accounts.ApiToken",
     "accounts.UserSession",
     "core.AuditEvent",
+    "core.IdempotencyRecord",
+    "customers.Customer",
+    "customers.CustomerPhone",
+    "customers.CustomerTag",
+    "customers.CustomerEvent",
+    "customers.CustomerChange",
+    "customers.CustomFieldDefinition",
+    "customers.SavedView",
+    "customers.Tag",
 )
 
 
@@ -176,6 +185,9 @@ ERROR_CODES = {401: "unauthenticated", 403: "permission_denied", 404: "not_found
 def assert_error(response: Any, status: int) -> None:
     assert response.status_code == status, response.content
     body = response.json()
+    # A refusal for a missing permission names it (ensure_permitted's context); nothing else has details.
+    details = body.pop("details", None)
+    assert details is None or (status == 403 and set(details) == {"permission"}), details
     assert set(body) == {"code", "message", "fields"}
     assert body["code"] == ERROR_CODES[status]
     assert body["message"]

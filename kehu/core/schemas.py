@@ -42,7 +42,8 @@ class ErrorOut(Schema):
     message: str
     fields: dict[str, list[str]] = Field(default_factory=dict)
     details: dict[str, Any] = Field(
-        default_factory=dict, description="Facts about the refusal, e.g. the existing customer's code on a duplicate"
+        default_factory=dict,
+        description="Facts about the refusal, e.g. the existing customer's code on a duplicate",
     )
 
 

@@ -272,12 +272,16 @@ def _address_out(address: CustomerAddress, *, reveal: bool) -> dict[str, Any]:
     }
 
 
-def present_customer(user: User, customer: Customer, *, full: bool = True) -> dict[str, Any]:
+def present_customer(
+    user: User, customer: Customer, *, full: bool = True, reveal: bool | None = None
+) -> dict[str, Any]:
     """The customer as ``user`` may see it: sensitive values masked unless they may see them.
 
     ``full=False`` gives the list/search shape (primary phone only, no addresses or notes).
+    ``reveal=False`` masks even for users who may see the values: the pages do, so that a
+    full value is only ever shown through the audited reveal button.
     """
-    reveal = can_view_sensitive(user)
+    reveal = can_view_sensitive(user) and reveal is not False
     phones = list(customer.phones.all())
     data: dict[str, Any] = {
         "id": customer.pk,
@@ -337,9 +341,9 @@ def _masked_history_value(kind: str, value: Any) -> Any:
 
 
 def present_change(
-    user: User, change: CustomerChange, *, event: CustomerEvent | None = None
+    user: User, change: CustomerChange, *, event: CustomerEvent | None = None, reveal: bool | None = None
 ) -> dict[str, Any]:
-    reveal = can_view_sensitive(user)
+    reveal = can_view_sensitive(user) and reveal is not False
     before = json.loads(change.before) if change.before else None
     after = json.loads(change.after) if change.after else None
     if not reveal and change.mask_kind:
@@ -377,7 +381,7 @@ def customer_timeline(
     return keyset_page(queryset, ordering=("-occurred_at", "-id"), after=after, limit=limit)
 
 
-def present_event(user: User, event: CustomerEvent) -> dict[str, Any]:
+def present_event(user: User, event: CustomerEvent, *, reveal: bool | None = None) -> dict[str, Any]:
     return {
         "id": event.pk,
         "kind": event.kind,
@@ -385,7 +389,9 @@ def present_event(user: User, event: CustomerEvent) -> dict[str, Any]:
         "actor": event.actor_label,
         "channel": event.channel,
         "data": event.data,
-        "changes": [present_change(user, change, event=event) for change in event.changes.all()],
+        "changes": [
+            present_change(user, change, event=event, reveal=reveal) for change in event.changes.all()
+        ],
     }
 
 

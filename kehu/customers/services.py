@@ -697,7 +697,7 @@ def _visible_customers(actor: User, ids: Sequence[int]) -> dict[int, Customer]:
         return {}
     return {
         customer.pk: customer
-        for customer in Customer.objects.select_for_update().filter(condition, pk__in=ids)
+        for customer in Customer.objects.select_for_update(of=("self",)).filter(condition, pk__in=ids)
     }
 
 

@@ -140,7 +140,8 @@ def clean_name(value: Any, errors: Errors) -> str:
 
 def clean_choice(value: Any, *, key: str, choices: type[Gender | Status | Source], errors: Errors) -> str:
     text = str(value or "").strip()
-    if text not in choices.values:
+    # A source may be unknown (blank); status and gender say so with their own choices.
+    if text not in choices.values and not (text == "" and choices is Source):
         errors.add(
             key, _("“%(value)s” is not one of the choices.") % {"value": text}, label=field_labels()[key]
         )

@@ -11,12 +11,22 @@ from django.utils.translation import gettext_lazy as _
 # (url name, label, permission needed or "" for every signed-in user)
 NAVIGATION = [
     ("web:home", _("Home"), ""),
+    ("customers:list", _("Customers"), "customers.view"),
+    ("selfservice:review_queue", _("Customer changes"), "customers.change"),
     ("web:user_list", _("Users"), "users.view"),
     ("web:department_list", _("Departments"), "departments.view"),
     ("web:role_list", _("Roles"), "roles.view"),
     ("web:token_list", _("API tokens"), ""),
     ("web:audit_list", _("Audit log"), "audit.view"),
 ]
+
+
+def _is_current(current: str, entry: str) -> bool:
+    """An app's own namespace (customers:...) is current on any of its pages; web:user_* on the user pages."""
+    namespace = entry.split(":", 1)[0]
+    if namespace != "web":
+        return current.split(":", 1)[0] == namespace
+    return current == entry or current.startswith(entry.rsplit("_", 1)[0])
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -36,7 +46,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
             {
                 "url": url,
                 "label": label,
-                "is_current": current == name or current.startswith(name.rsplit("_", 1)[0]),
+                "is_current": _is_current(current, name),
             }
         )
     return {"navigation": entries}

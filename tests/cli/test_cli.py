@@ -245,7 +245,7 @@ def test_keys_status_and_rotate(copy_of_installed):
             copy_of_installed,
             ("from kehu.accounts.models import User; print(User.objects.get(username='admin').phone)"),
         )
-        == "13800138000"
+        == "+8613800138000"
     )
     assert (copy_of_installed / "keys.json").stat().st_mode & 0o777 == 0o600
     assert kehu(copy_of_installed, "audit", "verify").returncode == 0
