@@ -37,3 +37,22 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+ADMIN_PASSWORD = "an-admin-password-1"
+
+
+@pytest.fixture
+def admin(db: None) -> Any:
+    from kehu.accounts.services import admin_create
+
+    return admin_create(username="admin", password=ADMIN_PASSWORD)
+
+
+def sign_in(page: Any, base_url: str) -> None:
+    """Sign in as the ``admin`` fixture's user through the login form."""
+    page.goto(f"{base_url}/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.locator("form[action='/login/'] button[type=submit]").click()
+    page.wait_for_url(f"{base_url}/")

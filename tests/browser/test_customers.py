@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
 from kehu.accounts.models import User
-from kehu.accounts.services import admin_create
 from kehu.customers.models import Customer, CustomerEvent, EventKind
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ADMIN_PASSWORD = "an-admin-password-1"
-
-
-@pytest.fixture
-def admin(db: None) -> User:
-    return admin_create(username="admin", password=ADMIN_PASSWORD)
-
-
-def _sign_in(page: Any, base_url: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.locator("form[action='/login/'] button[type=submit]").click()
-    page.wait_for_url(f"{base_url}/")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +24,7 @@ def test_create_find_and_reveal_a_customer(
     context = browser.new_context(locale="en-US", viewport=viewport)
     page = context.new_page()
     try:
-        _sign_in(page, live_server.url)
+        sign_in(page, live_server.url)
         page.goto(f"{live_server.url}/customers/new/")
 
         # Inline validation: a bad phone is refused beside its box as soon as the box is left.

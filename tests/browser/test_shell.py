@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
 from kehu.accounts.models import User
-from kehu.accounts.services import admin_create
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-ADMIN_PASSWORD = "an-admin-password-1"
-
-
-@pytest.fixture
-def admin(db: None) -> User:
-    return admin_create(username="admin", password=ADMIN_PASSWORD)
-
-
-def _sign_in(page: Any, base_url: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", ADMIN_PASSWORD)
-    page.locator("form[action='/login/'] button[type=submit]").click()
-    page.wait_for_url(f"{base_url}/")
 
 
 def test_sign_in_switch_language_and_create_a_user(browser: Any, live_server: Any, admin: User) -> None:
@@ -38,7 +20,7 @@ def test_sign_in_switch_language_and_create_a_user(browser: Any, live_server: An
     try:
         page.goto(f"{live_server.url}/login/")
         expect(page.locator("h2")).to_have_text("登录您的账号")
-        _sign_in(page, live_server.url)
+        sign_in(page, live_server.url)
         nav = page.get_by_test_id("main-nav")
         expect(nav.get_by_role("link", name="用户")).to_be_visible()
 
@@ -82,7 +64,7 @@ def test_navigation_collapses_on_a_phone(browser: Any, live_server: Any, admin: 
     )
     page = context.new_page()
     try:
-        _sign_in(page, live_server.url)
+        sign_in(page, live_server.url)
         menu = page.locator("#navbar-menu")
         toggler = page.locator("button.navbar-toggler")
         expect(toggler).to_be_visible()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,6 @@ from kehu.accounts.models import Department, User
 from kehu.core.permissions import all_permissions
 from kehu.customers.models import (
     Customer,
-    CustomerChange,
     CustomerEvent,
     CustomFieldDefinition,
     EventKind,
@@ -22,7 +22,7 @@ from kehu.customers.models import (
 )
 from kehu.customers.services import custom_field_create, customer_create, customer_update
 from tests.web.conftest import post
-from tests.web.page_matrix import ALLOWED, ANONYMOUS, NO_PERMISSION, OTHER_SCOPE, Page, PageWorld, _caller
+from tests.web.page_matrix import Page, PageWorld, page_cases, run_page_case
 
 pytestmark = pytest.mark.django_db
 
@@ -242,52 +242,12 @@ PAGES: list[tuple[Page, str]] = [
 
 
 def _cases() -> list[Any]:
-    params = []
-    for page, argument in PAGES:
-        kinds = [ANONYMOUS, NO_PERMISSION, *([OTHER_SCOPE] if page.is_scoped else []), ALLOWED]
-        params.extend(
-            pytest.param(page, argument, kind, id=f"{page.name}-{page.method.lower()}-{kind}")
-            for kind in kinds
-        )
-    return params
+    return page_cases([replace(page, url_arg=argument or "pk") for page, argument in PAGES])
 
 
-def _state(target: Any) -> tuple[Any, ...]:
-    counts = (
-        Customer.all_objects.count(),
-        CustomerEvent.objects.count(),
-        CustomerChange.objects.count(),
-        CustomFieldDefinition.objects.count(),
-    )
-    if target is None:
-        return counts
-    fresh = type(target)._default_manager.get(pk=target.pk)
-    row = sorted((f.attname, getattr(fresh, f.attname)) for f in fresh._meta.concrete_fields)
-    return (*counts, row)
-
-
-@pytest.mark.parametrize(("page", "argument", "kind"), _cases())
-def test_customer_page_permission_and_scope(
-    page: Page, argument: str, kind: str, page_world: PageWorld
-) -> None:
-    # The shared matrix (tests/web/page_matrix.py), with targets addressed by code or id.
-    target = page.target(page_world) if page.target else None
-    args = [getattr(target, argument)] if target is not None and argument else []
-    url = reverse(page.url_name, args=args)
-    client = page_world.client_for(_caller(page, kind, page_world))
-    before = _state(target)
-    response = client.get(url) if page.method == "GET" else post(client, url, page.data)
-    if kind == ALLOWED:
-        assert response.status_code == page.allowed_status, response.content.decode()[-2000:]
-        if page.effect is not None:
-            fresh = type(target)._default_manager.filter(pk=target.pk).first() if target is not None else None
-            assert page.effect(fresh)
-        return
-    expected = {ANONYMOUS: 302, NO_PERMISSION: 403, OTHER_SCOPE: 404}[kind]
-    assert response.status_code == expected
-    if kind == ANONYMOUS:
-        assert response["Location"] == f"{reverse('web:login')}?next={url}"
-    assert _state(target) == before
+@pytest.mark.parametrize(("page", "kind"), _cases())
+def test_customer_page_permission_and_scope(page: Page, kind: str, page_world: PageWorld) -> None:
+    run_page_case(page, kind, page_world)
 
 
 # --- scope in lists, search and bulk actions ------------------------------------------------------

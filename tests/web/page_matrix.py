@@ -47,6 +47,10 @@ COUNTED_MODELS = (
     "accounts.Role",
     "accounts.ApiToken",
     "core.AuditEvent",
+    "customers.Customer",
+    "customers.CustomerEvent",
+    "customers.CustomerChange",
+    "customers.CustomFieldDefinition",
 )
 
 
@@ -73,6 +77,8 @@ class Page:
     allowed_status: int = 200
     # For allowed writes: what must be true of the re-read target (or the world) afterwards.
     effect: Callable[[models.Model | None], bool] | None = None
+    # The target's attribute that goes into the URL: "pk", or "code" for customers.
+    url_arg: str = "pk"
 
 
 def page_cases(pages: list[Page]) -> list[Any]:
@@ -86,10 +92,11 @@ def page_cases(pages: list[Page]) -> list[Any]:
 
 
 def _snapshot(target: models.Model | None) -> tuple[Any, ...]:
-    counts = tuple(apps.get_model(label).objects.count() for label in COUNTED_MODELS)
+    # The base manager also counts soft-deleted rows, so a refused delete shows as unchanged.
+    counts = tuple(apps.get_model(label)._base_manager.count() for label in COUNTED_MODELS)
     if target is None:
         return counts
-    fresh = type(target).objects.get(pk=target.pk)
+    fresh = type(target)._base_manager.get(pk=target.pk)
     row = {f.attname: getattr(fresh, f.attname) for f in fresh._meta.concrete_fields}
     return (*counts, sorted(row.items(), key=lambda item: item[0]))
 
@@ -110,7 +117,7 @@ def _caller(page: Page, kind: str, world: PageWorld) -> User | None:
 
 def run_page_case(page: Page, kind: str, world: PageWorld) -> None:
     target = page.target(world) if page.target else None
-    url = reverse(page.url_name, args=[target.pk] if target is not None else [])
+    url = reverse(page.url_name, args=[getattr(target, page.url_arg)] if target is not None else [])
     caller = _caller(page, kind, world)
     client = world.client_for(caller)
     before = _snapshot(target)
@@ -119,7 +126,7 @@ def run_page_case(page: Page, kind: str, world: PageWorld) -> None:
     if kind == ALLOWED:
         assert response.status_code == page.allowed_status, response.content.decode()[-3000:]
         if page.effect is not None:
-            fresh = type(target).objects.filter(pk=target.pk).first() if target is not None else None
+            fresh = type(target)._default_manager.filter(pk=target.pk).first() if target is not None else None
             assert page.effect(fresh)
         return
     expected = {ANONYMOUS: 302, NO_PERMISSION: 403, OTHER_SCOPE: 404}[kind]
