@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from kehu.core.fields import EncryptedTextField
 
@@ -310,14 +311,14 @@ class CustomFieldDefinition(models.Model):
 
 
 class EventKind(models.TextChoices):
-    CREATED = "created", _("Created")
-    UPDATED = "updated", _("Updated")
-    DELETED = "deleted", _("Deleted")
-    RESTORED = "restored", _("Restored")
-    REVEALED = "revealed", _("Sensitive value revealed")
-    SELF_SERVICE_LINK = "self_service_link", _("Self-service link created")
-    SELF_SERVICE_SUBMITTED = "self_service_submitted", _("Customer submitted changes")
-    SELF_SERVICE_REVIEWED = "self_service_reviewed", _("Customer changes reviewed")
+    CREATED = "created", pgettext_lazy("timeline event", "Created")
+    UPDATED = "updated", pgettext_lazy("timeline event", "Updated")
+    DELETED = "deleted", pgettext_lazy("timeline event", "Deleted")
+    RESTORED = "restored", pgettext_lazy("timeline event", "Restored")
+    REVEALED = "revealed", pgettext_lazy("timeline event", "Sensitive value revealed")
+    SELF_SERVICE_LINK = "self_service_link", pgettext_lazy("timeline event", "Self-service link created")
+    SELF_SERVICE_SUBMITTED = "self_service_submitted", pgettext_lazy("timeline event", "Customer submitted changes")
+    SELF_SERVICE_REVIEWED = "self_service_reviewed", pgettext_lazy("timeline event", "Customer changes reviewed")
 
 
 class CustomerEvent(models.Model):
