@@ -219,6 +219,79 @@ def scratch_database(vendor: str, *, postgres_url: str) -> Iterator[ScratchDatab
                 connection.execute(statement)
 
 
+CACHE_DIR = REPO_ROOT / "var" / "bench"
+
+
+@contextlib.contextmanager
+def cached_database(vendor: str, *, name: str, postgres_url: str) -> Iterator[ScratchDatabase]:
+    """A database kept between runs (var/bench/<name>-<vendor>, PostgreSQL ``kehu_bench_<name>``).
+
+    For datasets that take minutes to build (a million customers): the scenario's prepare
+    step checks what is there and adds only what is missing. A dataset built under other
+    migrations (any migration file changed) is thrown away and built again.
+    """
+    import psycopg
+    from psycopg import sql
+
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise BenchError(f"a cached dataset's name is lower-case letters, digits and _, got {name!r}")
+    if vendor not in ("sqlite", "postgresql"):
+        raise BenchError(f"unknown database vendor {vendor!r}")
+    data_dir = CACHE_DIR / f"{name}-{vendor}"
+    fingerprint_file = data_dir / "migrations.sha256"
+    fingerprint = migrations_fingerprint()
+    # A dataset built under other migrations would be measured with another schema: start over.
+    stale = data_dir.exists() and (
+        not fingerprint_file.exists() or fingerprint_file.read_text(encoding="utf-8") != fingerprint
+    )
+    if stale:
+        shutil.rmtree(data_dir)
+    fresh = not data_dir.exists()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = ""
+    if vendor == "postgresql":
+        database_name = f"kehu_bench_{name}"
+        url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{database_name}"))
+        identifier = sql.Identifier(database_name)
+        with psycopg.connect(**_postgres_admin_kwargs(postgres_url), autocommit=True) as connection:
+            if fresh:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [database_name]
+            ).fetchone()
+            if not exists:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
+    fingerprint_file.write_text(fingerprint, encoding="utf-8")
+    yield ScratchDatabase(vendor, data_dir, url)
+
+
+def migrations_fingerprint() -> str:
+    """A digest of every migration file: a cached dataset is reused only under the same schema."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "kehu").glob("*/migrations/*.py")):
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_with(database: ScratchDatabase, arguments: list[str], *, timeout: float = 600) -> dict[str, Any]:
+    """Run bench/prepare.py with ``arguments`` on ``database``; its stderr (progress) passes through."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.prepare", *arguments],
+        cwd=REPO_ROOT,
+        env=database.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if completed.returncode != 0:
+        raise BenchError(f"preparing the {database.vendor} database failed (exit {completed.returncode})")
+    return json.loads(completed.stdout)
+
+
 def prepare(database: ScratchDatabase, *, probes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Migrate, create an administrator and a token (see bench/prepare.py); returns its JSON."""
     command = [sys.executable, "-m", "bench.prepare"]
@@ -337,11 +410,14 @@ class WrkRun:
     requests: int
     non_2xx: int
     socket_errors: int
+    # Only when the run used a request script (wrk's --latency table has no 95th percentile).
+    p95_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests_per_second": self.requests_per_second,
             "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
             "p99_ms": self.p99_ms,
             "requests": self.requests,
             "non_2xx": self.non_2xx,
@@ -367,7 +443,9 @@ def parse_wrk(text: str) -> WrkRun:
         raise BenchError(f"cannot read wrk's output:\n{text}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    p95 = re.search(r"^P95_US (\d+)", text, re.MULTILINE)
     return WrkRun(
+        p95_ms=int(p95.group(1)) / 1000 if p95 else None,
         requests_per_second=float(rate.group(1)),
         p50_ms=_latency_ms(text, "50"),
         p99_ms=_latency_ms(text, "99"),
@@ -394,6 +472,7 @@ def run_wrk(
     connections: int,
     threads: int,
     headers: dict[str, str] | None = None,
+    script: Path | None = None,
 ) -> WrkRun:
     command = [
         require_wrk(),
@@ -406,6 +485,8 @@ def run_wrk(
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
     completed = subprocess.run(
         [*command, url], capture_output=True, text=True, check=False, timeout=duration + 60
     )
@@ -420,9 +501,42 @@ def run_wrk(
 
 @dataclass(frozen=True)
 class Endpoint:
+    """What wrk requests: one path, or (with ``paths``) a rotation over many, e.g. search queries."""
+
     name: str
     path: str
     headers: dict[str, str] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()
+    method: str = "GET"
+    body: str | None = None
+
+    def script(self, directory: Path) -> Path | None:
+        """A wrk Lua script that rotates over ``paths`` and reports the 95th percentile.
+
+        Without one (a single GET) wrk's own request loop runs and p95 is not measured.
+        """
+        if not self.paths and self.method == "GET":
+            return None
+        paths = self.paths or (self.path,)
+        body = "nil" if self.body is None else _lua_string(self.body)
+        lines = [
+            "local paths = {" + ", ".join(_lua_string(path) for path in paths) + "}",
+            "local index = 0",
+            "request = function()",
+            "  index = index % #paths + 1",
+            f"  return wrk.format({_lua_string(self.method)}, paths[index], nil, {body})",
+            "end",
+            "done = function(summary, latency, requests)",
+            '  io.write(string.format("P95_US %d\\n", latency:percentile(95)))',
+            "end",
+        ]
+        script = directory / f"wrk-{re.sub(r'[^a-z0-9]+', '-', self.name.lower())}.lua"
+        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return script
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 @dataclass
@@ -480,14 +594,19 @@ class PairedMeasurement:
 
 def check_endpoint(base_url: str, endpoint: Endpoint) -> None:
     """One request before loading it: a 401 or 404 would otherwise be benchmarked as a result."""
-    request = urllib.request.Request(base_url + endpoint.path, headers=endpoint.headers)  # noqa: S310 -- loopback
+    request = urllib.request.Request(  # noqa: S310 -- loopback
+        base_url + (endpoint.paths[0] if endpoint.paths else endpoint.path),
+        headers=endpoint.headers,
+        method=endpoint.method,
+        data=endpoint.body.encode() if endpoint.body is not None else None,
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- our own loopback server
             status = response.status
     except urllib.error.HTTPError as error:
         status = error.code
-    if status != 200:
-        raise BenchError(f"GET {endpoint.path} answered {status}, not 200")
+    if not 200 <= status < 300:
+        raise BenchError(f"{endpoint.method} {endpoint.path} answered {status}, not 2xx")
 
 
 # --- the run as a whole ---------------------------------------------------------------------
@@ -524,32 +643,52 @@ class Context:
     def scratch_database(self, vendor: str) -> contextlib.AbstractContextManager[ScratchDatabase]:
         return scratch_database(vendor, postgres_url=self.options.postgres_url)
 
-    def measure_pair(self, base_url: str, endpoint: Endpoint, floor: Endpoint) -> PairedMeasurement:
-        """Warm both up, then alternate endpoint and floor runs, swapping the order every round."""
+    def measure_pair(
+        self,
+        base_url: str,
+        endpoint: Endpoint,
+        floor: Endpoint,
+        *,
+        rounds: int | None = None,
+        duration: float | None = None,
+        connections: int | None = None,
+    ) -> PairedMeasurement:
+        """Warm both up, then alternate endpoint and floor runs, swapping the order every round.
+
+        ``rounds``, ``duration`` and ``connections`` override the options for scenarios with
+        many pairs to measure.
+        """
         options = self.options
-        load = {
+        load: dict[str, Any] = {
             "duration": options.warmup,
-            "connections": options.connections,
-            "threads": options.wrk_threads,
+            "connections": connections or options.connections,
+            "threads": min(options.wrk_threads, connections or options.connections),
         }
-        for target in (endpoint, floor):
-            check_endpoint(base_url, target)
-            if options.warmup > 0:
-                run_wrk(base_url + target.path, headers=target.headers, **load)
-        load["duration"] = options.duration
-        rounds = []
-        for number in range(options.rounds):
-            runs: dict[str, WrkRun] = {}
-            order = (endpoint, floor) if number % 2 == 0 else (floor, endpoint)
-            for target in order:
-                runs[target.name] = run_wrk(base_url + target.path, headers=target.headers, **load)
-                self.log(
-                    f"  round {number + 1}/{options.rounds} {target.name}: "
-                    f"{runs[target.name].requests_per_second:,.0f} req/s, p50 {runs[target.name].p50_ms:.2f} ms, "
-                    f"p99 {runs[target.name].p99_ms:.2f} ms"
-                )
-            rounds.append((runs[endpoint.name], runs[floor.name]))
-        return PairedMeasurement(endpoint, floor, rounds)
+        with tempfile.TemporaryDirectory(prefix="kehu-bench-wrk-") as directory:
+            scripts = {target.name: target.script(Path(directory)) for target in (endpoint, floor)}
+            for target in (endpoint, floor):
+                check_endpoint(base_url, target)
+                if options.warmup > 0:
+                    run_wrk(
+                        base_url + target.path, headers=target.headers, script=scripts[target.name], **load
+                    )
+            load["duration"] = duration or options.duration
+            measured = []
+            total = rounds or options.rounds
+            for number in range(total):
+                runs: dict[str, WrkRun] = {}
+                order = (endpoint, floor) if number % 2 == 0 else (floor, endpoint)
+                for target in order:
+                    runs[target.name] = run = run_wrk(
+                        base_url + target.path, headers=target.headers, script=scripts[target.name], **load
+                    )
+                    p95 = f", p95 {run.p95_ms:.2f} ms" if run.p95_ms is not None else ""
+                    self.log(
+                        f"  round {number + 1}/{total} {target.name}: {run.requests_per_second:,.0f} req/s, "
+                        f"p50 {run.p50_ms:.2f} ms{p95}, p99 {run.p99_ms:.2f} ms"
+                    )
+                measured.append((runs[endpoint.name], runs[floor.name]))
+        return PairedMeasurement(endpoint, floor, measured)
 
 
 def display_url(url: str) -> str:

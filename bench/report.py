@@ -15,13 +15,17 @@ reachable at `KEHU_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5
 created and dropped by the run), on a scratch PostgreSQL database too; it then rewrites this page
 and keeps the raw figures in `bench/results/` (not committed). It needs `wrk`
 (`sudo apt-get install wrk`) and takes a few minutes; `bench/run.py --help` lists shorter options.
-Benchmarks are not part of `make test`.
+Benchmarks are not part of `make test`. The `customers` scenario works on a dataset of a
+million demo customers that is built once (the bulk path of `kehu demo --customers`, minutes per
+database) and kept in `var/bench/` and the PostgreSQL database `kehu_bench_customers_1000000`;
+later runs reuse it.
 
 Every figure is reported against a **floor**: the same kind of work stripped to the minimum the
 platform allows, measured in the same run, on the same server and under the same load. For the
 HTTP scenarios the floor is a bare Django view returning a constant JSON body, served by the same
 gunicorn workers through the same middleware stack, so it is the most that any Kehu endpoint can
-reach on this machine. The **ratio** is figure / floor: for throughput, the share of the floor's
+reach on this machine; the customer scenarios' floors are the index lookup (or, for a create,
+the bulk write) each endpoint needs, as bare SQL through the same Django connection. The **ratio** is figure / floor: for throughput, the share of the floor's
 requests per second that the endpoint keeps (1.0 would be free); for latency, how many times
 longer the endpoint takes. Bare times move with the machine and its load; the ratio is what a
 change to the code moves, and what the goals are stated in (DESIGN.md §6).

@@ -1,0 +1,522 @@
+"""The bulk write path for customers: demo data now, CSV imports later.
+
+Rows arrive already validated (phones in E.164, emails normalised, ID numbers parsed); this
+module only computes the derived columns exactly as the model expects them and writes them
+through the database cursor, because ``bulk_create`` is ten times slower than a cursor's
+``executemany`` on SQLite and ``COPY`` on PostgreSQL (DESIGN.md §7). Each batch is one
+transaction: a batch that fails leaves nothing behind, not even its customer codes.
+
+Derived columns, the same as a single write computes them: the code from the
+``customers.code`` sequence, pinyin and initials (kehu.core.pinyin), ``birthday_month_day``,
+ciphertexts bound to their column (the field's ``encryption_context``), blind indexes with the
+purposes of kehu.customers.models, ``version`` 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Final
+
+from django.db import connections, models, transaction
+from django.utils import timezone
+
+from kehu.core import crypto
+from kehu.core.pinyin import name_pinyin, search_keys
+from kehu.core.sequences import reserve_numbers
+from kehu.customers.models import (
+    CODE_SEQUENCE,
+    EMAIL_INDEX_PURPOSE,
+    ID_NUMBER_INDEX_PURPOSE,
+    PHONE_INDEX_PURPOSE,
+    Customer,
+    CustomerAddress,
+    CustomerEmail,
+    CustomerEvent,
+    CustomerPhone,
+    CustomerTag,
+    EventKind,
+    PhoneKind,
+    Status,
+    Tag,
+    format_code,
+)
+from kehu.customers.search import deferred_search_indexing
+
+DEFAULT_BATCH_SIZE: Final = 5000
+# Negative: KiB, as PRAGMA cache_size takes it (256 MiB).
+SQLITE_BULK_CACHE_KIB: Final = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRow:
+    """A validated phone: ``number`` in E.164 and its last four national digits."""
+
+    number: str
+    last4: str
+    kind: str = PhoneKind.MOBILE
+    extension: str = ""
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRow:
+    """A normalised email address (kehu.core.emails.normalise_email)."""
+
+    address: str
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRow:
+    province: str = ""
+    city: str = ""
+    district: str = ""
+    street: str = ""
+    postcode: str = ""
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    """One validated customer with its contacts; the first phone, email and address are primary.
+
+    ``id_number`` is the normalised 18-character form (kehu.core.idcard.parse_id_number);
+    ``tags`` are tag names, created when missing; ``created_at`` defaults to the time of the write.
+    """
+
+    name: str
+    gender: str = ""
+    birthday: dt.date | None = None
+    id_number: str | None = None
+    phones: tuple[PhoneRow, ...] = ()
+    emails: tuple[EmailRow, ...] = ()
+    addresses: tuple[AddressRow, ...] = ()
+    tags: tuple[str, ...] = ()
+    owner_id: int | None = None
+    department_id: int | None = None
+    source: str = ""
+    external_id: str = ""
+    status: str = Status.ACTIVE
+    notes: str = ""
+    lunar_birthday_month: int | None = None
+    lunar_birthday_day: int | None = None
+    lunar_birthday_is_leap_month: bool = False
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    marketing_consent: bool | None = None
+    created_at: dt.datetime | None = None
+    created_by_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkInsertResult:
+    count: int
+    first_code: str | None
+    last_code: str | None
+
+
+class _Table:
+    """The INSERT (or COPY) of one model: the columns this module computes, then every other
+    concrete column with its model default, so that a column added later still gets a value."""
+
+    def __init__(self, model: type[models.Model], computed: Sequence[str], *, using: str) -> None:
+        connection = connections[using]
+        fields = {concrete.attname: concrete for concrete in model._meta.concrete_fields}
+        unknown = set(computed) - set(fields)
+        if unknown:
+            raise LookupError(f"{model.__name__} has no columns {sorted(unknown)}")
+        # The primary key is left out unless computed: the database numbers child rows itself.
+        rest = [
+            concrete
+            for attname, concrete in fields.items()
+            if attname not in computed and not concrete.primary_key
+        ]
+        self.defaults = tuple(
+            concrete.get_db_prep_save(concrete.get_default(), connection) for concrete in rest
+        )
+        quote = connection.ops.quote_name
+        columns = [str(fields[attname].column) for attname in computed] + [
+            str(concrete.column) for concrete in rest
+        ]
+        table = quote(model._meta.db_table)
+        column_list = ", ".join(quote(column) for column in columns)
+        placeholders = ", ".join(["%s"] * len(columns))
+        # Table and column names come from the model, never from input.
+        self.insert_sql = f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})"  # noqa: S608
+        self.copy_sql = f"COPY {table} ({column_list}) FROM STDIN"
+
+    def write(self, cursor: Any, vendor: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        defaults = self.defaults
+        if vendor == "postgresql":
+            with cursor.copy(self.copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row + defaults)
+        else:
+            cursor.executemany(self.insert_sql, [row + defaults for row in rows])
+
+
+_CUSTOMER_COLUMNS: Final = (
+    "id",
+    "code",
+    "name",
+    "name_pinyin",
+    "name_initials",
+    "search_pinyin",
+    "gender",
+    "birthday",
+    "birthday_month_day",
+    "lunar_birthday_month",
+    "lunar_birthday_day",
+    "lunar_birthday_is_leap_month",
+    "id_number",
+    "id_number_index",
+    "source",
+    "external_id",
+    "status",
+    "owner_id",
+    "department_id",
+    "notes",
+    "custom_fields",
+    "marketing_consent",
+    "consent_updated_at",
+    "version",
+    "created_at",
+    "updated_at",
+    "created_by_id",
+)
+_PHONE_COLUMNS: Final = (
+    "customer_id",
+    "number",
+    "number_index",
+    "last4",
+    "extension",
+    "kind",
+    "label",
+    "is_primary",
+    "position",
+)
+_EMAIL_COLUMNS: Final = ("customer_id", "address", "address_index", "label", "is_primary", "position")
+_ADDRESS_COLUMNS: Final = (
+    "customer_id",
+    "label",
+    "province",
+    "city",
+    "district",
+    "street",
+    "postcode",
+    "is_primary",
+    "position",
+)
+_TAG_COLUMNS: Final = ("customer_id", "tag_id")
+_EVENT_COLUMNS: Final = ("customer_id", "occurred_at", "kind", "actor_id", "channel", "data")
+
+
+def _context(model: type[models.Model], name: str) -> str:
+    context: str = getattr(model._meta.get_field(name), "encryption_context")  # noqa: B009 -- EncryptedTextField only
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch with every derived column computed, waiting only for ids and codes.
+
+    Customer tuples lack their id and code; contact, tag and event tuples start with the
+    customer's offset in the batch. Preparing needs no database, so it can run in another
+    process while the previous batch is written (kehu.customers.demo does).
+    """
+
+    customers: list[tuple[Any, ...]]
+    phones: list[tuple[Any, ...]]
+    emails: list[tuple[Any, ...]]
+    addresses: list[tuple[Any, ...]]
+    tag_links: list[tuple[int, str]]
+    events: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+
+class CustomerBatchPreparer:
+    """Computes the stored form of :class:`CustomerRow` objects for one database vendor.
+
+    ``creation_event_channel``, when given, adds a "created" timeline event per customer with
+    that channel (imports want one; demo data does without).
+    """
+
+    def __init__(self, *, vendor: str, creation_event_channel: str = "") -> None:
+        self.vendor = vendor
+        self.creation_event_channel = creation_event_channel
+        self.id_number_context = _context(Customer, "id_number")
+        self.phone_context = _context(CustomerPhone, "number")
+        self.email_context = _context(CustomerEmail, "address")
+        self.street_context = _context(CustomerAddress, "street")
+
+    def _datetime(self, value: dt.datetime) -> Any:
+        if self.vendor == "sqlite":
+            # What the ORM stores on SQLite: naive UTC text (DatabaseOperations.adapt_datetimefield_value).
+            return str(value.astimezone(dt.UTC).replace(tzinfo=None))
+        return value
+
+    def _date(self, value: dt.date | None) -> Any:
+        if value is None or self.vendor != "sqlite":
+            return value
+        return value.isoformat()
+
+    def prepare(self, rows: Sequence[CustomerRow]) -> PreparedBatch:
+        encrypt = crypto.encrypt
+        blind_index = crypto.blind_index
+        stored_now = self._datetime(timezone.now())
+        empty_json = json.dumps({})
+        batch = PreparedBatch([], [], [], [], [], [])
+        for offset, row in enumerate(rows):
+            reading = name_pinyin(row.name)
+            birthday = row.birthday
+            id_number = row.id_number or None
+            created_at = stored_now if row.created_at is None else self._datetime(row.created_at)
+            batch.customers.append(
+                (
+                    row.name,
+                    reading.full,
+                    reading.initials,
+                    " ".join(sorted(search_keys(row.name))),
+                    row.gender,
+                    self._date(birthday),
+                    birthday.month * 100 + birthday.day if birthday else None,
+                    row.lunar_birthday_month,
+                    row.lunar_birthday_day,
+                    row.lunar_birthday_is_leap_month,
+                    encrypt(id_number, context=self.id_number_context) if id_number else None,
+                    blind_index(id_number, purpose=ID_NUMBER_INDEX_PURPOSE) if id_number else "",
+                    row.source,
+                    row.external_id,
+                    row.status,
+                    row.owner_id,
+                    row.department_id,
+                    row.notes,
+                    json.dumps(row.custom_fields) if row.custom_fields else empty_json,
+                    row.marketing_consent,
+                    None if row.marketing_consent is None else created_at,
+                    1,
+                    created_at,
+                    created_at,
+                    row.created_by_id,
+                )
+            )
+            for position, phone in enumerate(row.phones):
+                batch.phones.append(
+                    (
+                        offset,
+                        encrypt(phone.number, context=self.phone_context),
+                        blind_index(phone.number, purpose=PHONE_INDEX_PURPOSE),
+                        phone.last4,
+                        phone.extension,
+                        phone.kind,
+                        phone.label,
+                        position == 0,
+                        position,
+                    )
+                )
+            for position, email in enumerate(row.emails):
+                batch.emails.append(
+                    (
+                        offset,
+                        encrypt(email.address, context=self.email_context),
+                        blind_index(email.address, purpose=EMAIL_INDEX_PURPOSE),
+                        email.label,
+                        position == 0,
+                        position,
+                    )
+                )
+            for position, address in enumerate(row.addresses):
+                batch.addresses.append(
+                    (
+                        offset,
+                        address.label,
+                        address.province,
+                        address.city,
+                        address.district,
+                        # An empty street stays empty, as EncryptedTextField stores it.
+                        encrypt(address.street, context=self.street_context) if address.street else "",
+                        address.postcode,
+                        position == 0,
+                        position,
+                    )
+                )
+            batch.tag_links.extend((offset, name) for name in dict.fromkeys(row.tags))
+            if self.creation_event_channel:
+                batch.events.append(
+                    (
+                        offset,
+                        created_at,
+                        EventKind.CREATED.value,
+                        row.created_by_id,
+                        self.creation_event_channel,
+                        empty_json,
+                    )
+                )
+        return batch
+
+
+class CustomerBulkWriter:
+    """Writes batches of customers, one transaction each; reusable (it caches tag ids)."""
+
+    def __init__(self, *, using: str = "default", creation_event_channel: str = "") -> None:
+        self.using = using
+        self.vendor = connections[using].vendor
+        self.preparer = CustomerBatchPreparer(
+            vendor=self.vendor, creation_event_channel=creation_event_channel
+        )
+        self.customers = _Table(Customer, _CUSTOMER_COLUMNS, using=using)
+        self.phones = _Table(CustomerPhone, _PHONE_COLUMNS, using=using)
+        self.emails = _Table(CustomerEmail, _EMAIL_COLUMNS, using=using)
+        self.addresses = _Table(CustomerAddress, _ADDRESS_COLUMNS, using=using)
+        self.tag_links = _Table(CustomerTag, _TAG_COLUMNS, using=using)
+        self.events = _Table(CustomerEvent, _EVENT_COLUMNS, using=using)
+        self._tag_ids: dict[str, int] = {}
+
+    def _tag_ids_for(self, names: set[str]) -> dict[str, int]:
+        """Ids of the tags named, creating missing ones inside the caller's transaction."""
+        missing = names - self._tag_ids.keys()
+        found = dict(self._tag_ids)
+        if missing:
+            Tag.objects.using(self.using).bulk_create(
+                [Tag(name=name) for name in missing], ignore_conflicts=True
+            )
+            found.update(Tag.objects.using(self.using).filter(name__in=missing).values_list("name", "id"))
+        return found
+
+    def _reserve_customer_ids(self, cursor: Any, count: int) -> Sequence[int]:
+        """``count`` primary keys no other writer can take, for this batch's customers.
+
+        Child rows need their customer's id before anything is written, and reading ids back
+        by code would cost a query per batch as large as the insert itself.
+        PostgreSQL: values taken from the identity sequence, which never hands one out twice,
+        so concurrent ORM inserts cannot collide (they need not be consecutive).
+        SQLite: the ids above max(id), read while this transaction holds the database's write
+        lock (the code reservation just before is a write, so the lock is held even in a
+        deferred transaction); no other connection can insert until the batch commits. The
+        AUTOINCREMENT high-water mark in sqlite_sequence counts too, so the ids of deleted rows
+        are never reused.
+        """
+        table = Customer._meta.db_table
+        if self.vendor == "postgresql":
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
+            )
+            return [int(row[0]) for row in cursor.fetchall()]
+        cursor.execute(f'SELECT max(id) FROM "{table}"')  # noqa: S608 -- the model's own table name
+        highest = cursor.fetchone()[0] or 0
+        cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        sequence_row = cursor.fetchone()
+        first = int(max(highest, sequence_row[0] if sequence_row else 0)) + 1
+        return range(first, first + count)
+
+    @contextlib.contextmanager
+    def large_page_cache(self) -> Iterator[None]:
+        """On SQLite, a page cache large enough for the indexes the batches touch, while they run.
+
+        The default 2 MB cache makes every random index insert (blind indexes, names) read its
+        page again once the table outgrows it: a third of the insert time at 100k rows. The
+        connection's own setting comes back afterwards, since the connection is persistent.
+        """
+        if self.vendor != "sqlite":
+            yield
+            return
+        with connections[self.using].cursor() as cursor:
+            cursor.execute("PRAGMA cache_size")
+            previous = int(cursor.fetchone()[0])
+            cursor.execute(f"PRAGMA cache_size = {min(previous, -SQLITE_BULK_CACHE_KIB)}")
+        try:
+            yield
+        finally:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(f"PRAGMA cache_size = {previous}")
+
+    def write_batch(self, rows: Sequence[CustomerRow]) -> list[str]:
+        """Insert one batch in one transaction; returns the codes given, in row order."""
+        return self.write_prepared(self.preparer.prepare(rows))
+
+    def write_prepared(self, batch: PreparedBatch) -> list[str]:
+        """Insert a prepared batch in one transaction; returns the codes given, in row order."""
+        if not batch.customers:
+            return []
+        count = len(batch.customers)
+        connection = connections[self.using]
+        with (
+            transaction.atomic(using=self.using),
+            connection.cursor() as cursor,
+            # COPY is psycopg's own call, outside Django's error translation: a constraint
+            # failing in it must still surface as IntegrityError.
+            connection.wrap_database_errors,
+        ):
+            numbers = reserve_numbers(CODE_SEQUENCE, count)
+            ids = self._reserve_customer_ids(cursor, count)
+            codes = [format_code(number) for number in numbers]
+            tag_ids = self._tag_ids_for({name for _offset, name in batch.tag_links})
+            # The search index's insert trigger would index row by row, several times slower
+            # than one statement per batch (SQLite; nothing to do on PostgreSQL).
+            with deferred_search_indexing(using=self.using):
+                self._write_tables(cursor, batch, ids, codes, tag_ids)
+        # Only after the commit: a rolled-back batch may have created tags that no longer exist.
+        self._tag_ids = tag_ids
+        return codes
+
+    def _write_tables(
+        self, cursor: Any, batch: PreparedBatch, ids: Sequence[int], codes: list[str], tag_ids: dict[str, int]
+    ) -> None:
+        vendor = self.vendor
+        self.customers.write(
+            cursor, vendor, [(ids[offset], codes[offset], *row) for offset, row in enumerate(batch.customers)]
+        )
+        for table, rows in (
+            (self.phones, batch.phones),
+            (self.emails, batch.emails),
+            (self.addresses, batch.addresses),
+            (self.events, batch.events),
+        ):
+            table.write(cursor, vendor, [(ids[row[0]], *row[1:]) for row in rows])
+        self.tag_links.write(
+            cursor, vendor, [(ids[offset], tag_ids[name]) for offset, name in batch.tag_links]
+        )
+
+
+def _batches(rows: Iterable[CustomerRow], size: int) -> Iterator[list[CustomerRow]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def customers_bulk_insert(
+    rows: Iterable[CustomerRow],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    using: str = "default",
+    creation_event_channel: str = "",
+    on_batch: Callable[[int], None] | None = None,
+) -> BulkInsertResult:
+    """Insert validated customers in batches of ``batch_size``, each batch one transaction.
+
+    ``on_batch`` is called after each committed batch with the number inserted so far. When a
+    batch fails, the batches before it stay committed and the error propagates.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    writer = CustomerBulkWriter(using=using, creation_event_channel=creation_event_channel)
+    count = 0
+    first_code: str | None = None
+    last_code: str | None = None
+    with writer.large_page_cache():
+        for batch in _batches(rows, batch_size):
+            codes = writer.write_batch(batch)
+            first_code = first_code or codes[0]
+            last_code = codes[-1]
+            count += len(codes)
+            if on_batch is not None:
+                on_batch(count)
+    return BulkInsertResult(count=count, first_code=first_code, last_code=last_code)
