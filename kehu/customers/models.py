@@ -317,8 +317,14 @@ class EventKind(models.TextChoices):
     RESTORED = "restored", pgettext_lazy("timeline event", "Restored")
     REVEALED = "revealed", pgettext_lazy("timeline event", "Sensitive value revealed")
     SELF_SERVICE_LINK = "self_service_link", pgettext_lazy("timeline event", "Self-service link created")
-    SELF_SERVICE_SUBMITTED = "self_service_submitted", pgettext_lazy("timeline event", "Customer submitted changes")
-    SELF_SERVICE_REVIEWED = "self_service_reviewed", pgettext_lazy("timeline event", "Customer changes reviewed")
+    SELF_SERVICE_SUBMITTED = (
+        "self_service_submitted",
+        pgettext_lazy("timeline event", "Customer submitted changes"),
+    )
+    SELF_SERVICE_REVIEWED = (
+        "self_service_reviewed",
+        pgettext_lazy("timeline event", "Customer changes reviewed"),
+    )
 
 
 class CustomerEvent(models.Model):
