@@ -70,7 +70,7 @@ def _pairs(samples: dict[str, object], headers: dict[str, str]) -> list[tuple[st
         ("list: first page", "/api/v1/customers?limit=50", "/bench/floor/customers/list"),
         (
             "list: deep keyset page",
-            f"/api/v1/customers?limit=50&after={deep_cursor}",
+            f"/api/v1/customers?limit=50&cursor={deep_cursor}",
             f"/bench/floor/customers/list?after={deep_code}",
         ),
     ]

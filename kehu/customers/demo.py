@@ -395,6 +395,7 @@ def demo_customers_create(
             done += len(written)
             if on_progress is not None:
                 on_progress(done)
+    writer.refresh_statistics(done)
     return DemoCustomersReport(
         count=done,
         first_code=first_code,
