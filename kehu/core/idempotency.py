@@ -17,6 +17,7 @@ number shown to a user allowed to see it) that must not sit in plain text in thi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
@@ -129,3 +130,14 @@ def run_idempotent(
             raise
         return _replay(winner, digest)
     return IdempotentResponse(status=status, body=body, is_replay=False)
+
+
+# A client retries within minutes or hours; a day's margin covers a queue that was down overnight.
+RETENTION = dt.timedelta(days=7)
+
+
+def idempotency_records_prune(*, now: dt.datetime | None = None) -> int:
+    """Forget responses older than RETENTION; a key may then be used again. Returns how many went."""
+    cutoff = (now or timezone.now()) - RETENTION
+    deleted, _by_model = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
