@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from django.db import connection, connections
-from django.db.models import BooleanField, F, Prefetch, QuerySet
+from django.db.models import BooleanField, F, QuerySet
 from django.db.models.expressions import OrderBy, RawSQL
 from django.db.models.functions import Collate
 from django.utils.translation import gettext as _
@@ -54,10 +54,9 @@ from kehu.customers.models import (
     PHONE_INDEX_PURPOSE,
     Customer,
     CustomerEmail,
-    CustomerPhone,
-    Tag,
     format_code,
 )
+from kehu.customers.selectors import attach_list_relations
 
 if TYPE_CHECKING:
     from kehu.accounts.models import User
@@ -377,11 +376,8 @@ def _unique(ids: Iterable[int]) -> list[int]:
 def _customers(ids: list[int]) -> list[Customer]:
     if not ids:
         return []
-    by_id = Customer.objects.prefetch_related(
-        Prefetch("phones", queryset=CustomerPhone.objects.order_by("position", "id")),
-        Prefetch("tags", queryset=Tag.objects.order_by("name")),
-    ).in_bulk(ids)
-    return [by_id[customer_id] for customer_id in ids if customer_id in by_id]
+    by_id = Customer.objects.select_related("owner", "department").in_bulk(ids)
+    return attach_list_relations([by_id[customer_id] for customer_id in ids if customer_id in by_id])
 
 
 def _load(ids: list[int], matched: str) -> list[SearchHit]:
