@@ -133,7 +133,7 @@ def customer_search(user: User, query: str, *, limit: int = 20) -> list[SearchHi
     if _PINYIN.fullmatch(text) and any(character.isalpha() for character in text):
         letters = text.lower().replace("ü", "v").replace("u:", "v")
         letters = "".join(character for character in letters if character.isalpha())
-        return _load_pinyin(_tiers(_pinyin_tiers(visible, letters), limit), letters)
+        return _load_pinyin(_tiers(_pinyin_tiers(visible, letters, limit), limit), letters)
     name = _SPACES.sub("", text) if _is_han_only(_SPACES.sub("", text)) else text
     return _load(_tiers(_name_tiers(visible, name), limit), "name")
 
@@ -318,10 +318,13 @@ def _pinyin_key_probe(visible: QuerySet[Customer], letters: str, *, whole: bool)
     return _sqlite_fts_probe(visible, SEARCH_TABLE, f"pinyin : {_fts_phrase(' ' + letters)}")
 
 
-def _pinyin_tiers(visible: QuerySet[Customer], letters: str) -> list[list[Probe]]:
+def _pinyin_tiers(visible: QuerySet[Customer], letters: str, limit: int) -> list[list[Probe]]:
     exact: list[Probe] = [_pinyin_key_probe(visible, letters, whole=True)]
     if len(letters) <= 2:
         exact.append(_ids(visible.filter(name_initials=letters), "-id"))
+    if len(letters) >= 3 and connection.vendor == "postgresql":
+        key_prefix, substring = _postgres_prefix_and_substring(visible, letters, limit)
+        return [exact, [key_prefix], [substring]]
     prefix: list[Probe] = []
     if len(letters) == 1:
         if initials_prefix := _prefix_probe(visible, "name_initials", letters):
@@ -331,11 +334,43 @@ def _pinyin_tiers(visible: QuerySet[Customer], letters: str) -> list[list[Probe]
         prefix.append(_pinyin_key_probe(visible, letters, whole=False))
     tiers = [exact, prefix]
     if len(letters) >= 3:
-        if connection.vendor == "postgresql":
-            tiers.append([_postgres_probe(visible, f"{_PADDED_PINYIN_SQL} LIKE %s", [f"%{letters}%"])])
-        else:
-            tiers.append([_sqlite_fts_probe(visible, SEARCH_TABLE, f"pinyin : {_fts_phrase(letters)}")])
+        tiers.append([_sqlite_fts_probe(visible, SEARCH_TABLE, f"pinyin : {_fts_phrase(letters)}")])
     return tiers
+
+
+def _postgres_prefix_and_substring(
+    visible: QuerySet[Customer], letters: str, limit: int
+) -> tuple[Probe, Probe]:
+    """The key-prefix and the substring tiers from one trigram scan instead of two.
+
+    Every key prefix is also a substring, so one query over the substring matches, ranked
+    prefix first, serves both tiers (at 1M customers a full-pinyin search spent 10-24 ms on
+    each scan). The tiers never ask for more than twice ``limit`` rows, so that many are fetched
+    once.
+    """
+    fetched: list[tuple[int, bool]] = []
+
+    def rows() -> list[tuple[int, bool]]:
+        if not fetched:
+            # The conditions are this module's constants; the typed letters only travel as parameters.
+            matching = visible.filter(
+                RawSQL(f"{_PADDED_PINYIN_SQL} LIKE %s", [f"%{letters}%"], output_field=BooleanField())  # noqa: S611
+            ).annotate(
+                is_key_prefix=RawSQL(  # noqa: S611
+                    f"{_PADDED_PINYIN_SQL} LIKE %s", [f"% {letters}%"], output_field=BooleanField()
+                )
+            )
+            ranked = matching.order_by(F("is_key_prefix").desc(), "-id").values_list("id", "is_key_prefix")
+            fetched.extend(ranked[: 2 * limit + 1])
+        return fetched
+
+    def key_prefix(count: int) -> list[int]:
+        return [customer_id for customer_id, is_prefix in rows() if is_prefix][:count]
+
+    def substring(count: int) -> list[int]:
+        return [customer_id for customer_id, is_prefix in rows() if not is_prefix][:count]
+
+    return key_prefix, substring
 
 
 def _name_tiers(visible: QuerySet[Customer], name: str) -> list[list[Probe]]:
