@@ -361,14 +361,6 @@ def _new_event(
     )
 
 
-def _phones_value(phones: Iterable[PhoneInput | CustomerPhone]) -> list[str]:
-    return [phone.e164 if isinstance(phone, PhoneInput) else phone.number for phone in phones]
-
-
-def _emails_value(emails: Iterable[EmailInput | CustomerEmail]) -> list[str]:
-    return [email.address for email in emails]
-
-
 def _address_text(address: AddressInput | CustomerAddress) -> str:
     parts = [address.province, address.city, address.district, address.street]
     text = " ".join(part for part in parts if part)
@@ -400,8 +392,8 @@ def _snapshot(customer: Customer) -> dict[str, Any]:
         "marketing_consent": customer.marketing_consent,
         **{f"custom_fields.{key}": value for key, value in sorted(customer.custom_fields.items())},
         "tags": sorted(customer.tags.values_list("name", flat=True)),
-        "phones": _phones_value(customer.phones.all()),
-        "emails": _emails_value(customer.emails.all()),
+        "phones": [phone.number for phone in customer.phones.all()],
+        "emails": [email.address for email in customer.emails.all()],
         "addresses": [_address_text(address) for address in customer.addresses.all()],
     }
 
@@ -530,8 +522,6 @@ def customer_create(
     if actor is not None:
         values.setdefault("owner_id", actor.pk)
         values.setdefault("department_id", actor.department_id)
-    if not values.get("source"):
-        values["source"] = values.get("source") or ""
     now = timezone.now()
     customer = Customer(created_by=actor, created_at=now, updated_at=now)
     _apply_values(customer, {"name": values.pop("name"), **values})
@@ -656,7 +646,13 @@ def customer_restore(*, actor: User | None, customer: Customer) -> Customer:
     return locked
 
 
-REVEALABLE = ("phone", "email", "id_number", "street")
+# Revealable field -> (the customer's related rows, the encrypted column); the ID number is on the customer.
+REVEALABLE: dict[str, tuple[str, str] | None] = {
+    "phone": ("phones", "number"),
+    "email": ("emails", "address"),
+    "street": ("addresses", "street"),
+    "id_number": None,
+}
 
 
 @transaction.atomic
@@ -667,18 +663,14 @@ def customer_reveal(*, actor: User, customer: Customer, field: str, item_id: int
         raise ValidationFailed.for_field(
             "field", _("“%(value)s” is not one of the choices.") % {"value": field}
         )
-    value: str | None
-    if field == "id_number":
-        value = customer.id_number
-    else:
-        rows: Any = {
-            "phone": customer.phones,
-            "email": customer.emails,
-            "street": customer.addresses,
-        }[field]
-        row = rows.filter(pk=item_id).first() if item_id is not None else rows.filter(is_primary=True).first()
-        value = None if row is None else {"phone": "number", "email": "address", "street": "street"}[field]
-        value = getattr(row, value) if row is not None and value else None
+    value: str | None = customer.id_number
+    if (source := REVEALABLE[field]) is not None:
+        related, column = source
+        rows = getattr(customer, related).filter(
+            **({"pk": item_id} if item_id is not None else {"is_primary": True})
+        )
+        row = rows.first()
+        value = getattr(row, column) if row is not None else None
     if not value:
         raise NotFound(_("Not found."))
     _new_event(customer, actor=actor, kind=EventKind.REVEALED, data={"field": field, "item_id": item_id})
