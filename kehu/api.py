@@ -14,10 +14,12 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 from kehu import __version__
 from kehu.accounts.api import router as accounts_router
 from kehu.accounts.auth import ActiveSessionAuth, BearerTokenAuth
+from kehu.commerce.api import router as commerce_router
 from kehu.core.api import router as core_router
 from kehu.core.errors import DomainError
 from kehu.customers.api import router as customers_router
 from kehu.customers.selfservice_api import router as selfservice_router
+from kehu.loyalty.api import router as loyalty_router
 
 api = NinjaAPI(
     title="Kehu API",
@@ -131,3 +133,5 @@ api.add_router("/", core_router)
 api.add_router("/", accounts_router)
 api.add_router("/", customers_router)
 api.add_router("/", selfservice_router)
+api.add_router("/", loyalty_router)
+api.add_router("/", commerce_router)

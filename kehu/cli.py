@@ -20,6 +20,9 @@ VERBS = {
     "keys": "encryption keys: status, rotate",
     "demo": "fill the database with demonstration data",
     "customers": "customer records: add, show, search, edit",
+    "cards": "membership cards: issue, show, freeze, unfreeze, replace, top-up",
+    "ledger": "the books: reconcile balances with their entries, liability report",
+    "orders": "orders: add, show, refund",
     "check": "check settings, database, queue and keys",
     "manage": "run any Django management command",
 }

@@ -113,6 +113,8 @@ INSTALLED_APPS = [
     "kehu.core",
     "kehu.accounts",
     "kehu.customers",
+    "kehu.loyalty",
+    "kehu.commerce",
     "kehu.ops",
     "kehu.web",
 ]
@@ -255,6 +257,21 @@ if SELF_SERVICE_APPROVAL not in {"required", "auto"}:
 SELF_SERVICE_RATE_WINDOW = env_int("KEHU_SELF_SERVICE_RATE_WINDOW", 600)
 SELF_SERVICE_MAX_REQUESTS_PER_IP = env_int("KEHU_SELF_SERVICE_MAX_REQUESTS_PER_IP", 60)
 SELF_SERVICE_MAX_REQUESTS_PER_LINK = env_int("KEHU_SELF_SERVICE_MAX_REQUESTS_PER_LINK", 20)
+
+# --- Loyalty rules --------------------------------------------------------------------------
+# Points expire this many days after they were earned (0: never), first-in first-out.
+POINTS_VALIDITY_DAYS = env_int("KEHU_POINTS_VALIDITY_DAYS", 365)
+# The nightly job tells customers (a domain signal for automation) this many days ahead.
+POINTS_EXPIRY_REMINDER_DAYS = env_int("KEHU_POINTS_EXPIRY_REMINDER_DAYS", 30)
+# What one point pays for at the till, in fen (1: 100 points = 1 yuan).
+POINTS_REDEEM_FEN = env_int("KEHU_POINTS_REDEEM_FEN", 1)
+# Cancelling a stored-value card refunds the paid part of its balance ("paid_only"), or the
+# whole balance bonus included ("all"), or nothing ("none").
+CARD_CANCEL_REFUND = env_str("KEHU_CARD_CANCEL_REFUND", "paid_only")
+if CARD_CANCEL_REFUND not in {"paid_only", "all", "none"}:
+    raise ValueError(f"KEHU_CARD_CANCEL_REFUND must be paid_only, all or none, got {CARD_CANCEL_REFUND!r}")
+# Tiers follow spend or points over this many trailing days.
+TIER_WINDOW_DAYS = env_int("KEHU_TIER_WINDOW_DAYS", 365)
 
 # --- Encryption -----------------------------------------------------------------------------
 # "id:base64key,id:base64key"; the first key encrypts, all of them decrypt. Without it the keys

@@ -12,5 +12,7 @@ urlpatterns = [
     # Before the customer pages, whose "customers/<code>/" would swallow "customers/self-service/".
     path("", include("kehu.customers.selfservice_urls")),
     path("customers/", include("kehu.customers.urls")),
+    path("", include("kehu.loyalty.urls")),
+    path("", include("kehu.commerce.urls")),
     path("", include("kehu.web.urls")),
 ]

@@ -325,6 +325,23 @@ class EventKind(models.TextChoices):
         "self_service_reviewed",
         pgettext_lazy("timeline event", "Customer changes reviewed"),
     )
+    CARD_ISSUED = "card_issued", pgettext_lazy("timeline event", "Card issued")
+    CARD_FROZEN = "card_frozen", pgettext_lazy("timeline event", "Card frozen")
+    CARD_UNFROZEN = "card_unfrozen", pgettext_lazy("timeline event", "Card unfrozen")
+    CARD_LOST = "card_lost", pgettext_lazy("timeline event", "Card reported lost")
+    CARD_REPLACED = "card_replaced", pgettext_lazy("timeline event", "Card replaced")
+    CARD_RENEWED = "card_renewed", pgettext_lazy("timeline event", "Card renewed")
+    CARD_UPGRADED = "card_upgraded", pgettext_lazy("timeline event", "Card upgraded")
+    CARD_EXPIRED = "card_expired", pgettext_lazy("timeline event", "Card expired")
+    CARD_CANCELLED = "card_cancelled", pgettext_lazy("timeline event", "Card cancelled")
+    CARD_TOPPED_UP = "card_topped_up", pgettext_lazy("timeline event", "Stored value topped up")
+    LEDGER_ADJUSTED = "ledger_adjusted", pgettext_lazy("timeline event", "Balance adjusted")
+    POINTS_TRANSFERRED = "points_transferred", pgettext_lazy("timeline event", "Points transferred")
+    POINTS_EXPIRED = "points_expired", pgettext_lazy("timeline event", "Points expired")
+    TIER_CHANGED = "tier_changed", pgettext_lazy("timeline event", "Tier changed")
+    COUPON_ISSUED = "coupon_issued", pgettext_lazy("timeline event", "Coupon issued")
+    ORDER_PLACED = "order_placed", pgettext_lazy("timeline event", "Order")
+    ORDER_REFUNDED = "order_refunded", pgettext_lazy("timeline event", "Refund")
 
 
 class CustomerEvent(models.Model):

@@ -32,6 +32,7 @@ from kehu.customers.services.records import (
     customer_update,
 )
 from kehu.customers.services.saved_views import LIST_COLUMNS, saved_view_delete, saved_view_save
+from kehu.customers.services.timeline import timeline_event_add
 
 __all__ = [
     "BULK_LIMIT",
@@ -58,4 +59,5 @@ __all__ = [
     "find_duplicates",
     "saved_view_delete",
     "saved_view_save",
+    "timeline_event_add",
 ]

@@ -1,0 +1,1 @@
+"""Every write to cards, ledgers, tiers and coupons."""
