@@ -83,8 +83,10 @@ def main() -> int:
     postgres_url = os.environ.get("KEHU_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     wanted = [name.strip() for name in arguments.databases.split(",") if name.strip()]
     try:
-        require_wrk()
         scenarios = _scenarios(arguments.only)
+        # HTTP scenarios load their server with wrk; in-process ones (NEEDS_WRK = False) do not.
+        if any(getattr(module, "NEEDS_WRK", True) for _name, module in scenarios):
+            require_wrk()
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2

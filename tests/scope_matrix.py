@@ -65,6 +65,15 @@ COUNTED_MODELS = (
     "customers.CustomFieldDefinition",
     "customers.SavedView",
     "customers.Tag",
+    "loyalty.Card",
+    "loyalty.CardPayment",
+    "loyalty.LedgerOperation",
+    "loyalty.LedgerEntry",
+    "loyalty.PointsLot",
+    "loyalty.TierChange",
+    "loyalty.Coupon",
+    "commerce.Order",
+    "commerce.Refund",
 )
 
 

@@ -27,8 +27,35 @@ NAVIGATION = [
 ]
 
 
+# Apps with several menu entries: which views (by name prefix) belong to which entry.
+ENTRY_VIEWS = {
+    "loyalty:card_list": (
+        "card_list",
+        "card_issue",
+        "card_detail",
+        "card_ledger",
+        "card_action",
+        "customer_lookup",
+        "card_type_price",
+        "customer_cards",
+    ),
+    "loyalty:card_type_list": ("card_type_", "tier_", "bonus_rule_"),
+    "loyalty:ledger_report": ("ledger_",),
+    "commerce:pos": ("pos",),
+    "commerce:order_list": ("order_", "customer_orders"),
+    "commerce:product_list": ("product_", "category_"),
+}
+
+
 def _is_current(current: str, entry: str) -> bool:
     """An app's own namespace (customers:...) is current on any of its pages; web:user_* on the user pages."""
+    if entry in ENTRY_VIEWS:
+        namespace, _sep, view = current.partition(":")
+        if namespace != entry.split(":", 1)[0]:
+            return False
+        if view == "card_type_price":
+            return entry == "loyalty:card_list"
+        return any(view.startswith(prefix) for prefix in ENTRY_VIEWS[entry])
     namespace = entry.split(":", 1)[0]
     if namespace != "web":
         return current.split(":", 1)[0] == namespace

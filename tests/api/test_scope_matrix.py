@@ -8,9 +8,11 @@ from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.accounts.services import token_create
 from kehu.core.audit import audit_record
 from kehu.core.models import AuditEvent
+from tests.commerce.test_api_matrix import COMMERCE_ENDPOINTS
 from tests.customers.test_api import CUSTOMER_ENDPOINTS
 from tests.customers.test_selfservice_matrix import SELF_SERVICE_ENDPOINTS
 from tests.factories import TEST_PASSWORD, DepartmentFactory, RoleFactory, UserFactory
+from tests.loyalty.test_api_cards import LOYALTY_ENDPOINTS
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, ScopeVariant, World, run_case, scope_cases
 
 
@@ -444,6 +446,8 @@ def test_every_api_operation_is_in_the_matrix():
             AUDIT_ENDPOINTS,
             CUSTOMER_ENDPOINTS,
             SELF_SERVICE_ENDPOINTS,
+            LOYALTY_ENDPOINTS,
+            COMMERCE_ENDPOINTS,
         )
         for endpoint in endpoints
     }

@@ -20,7 +20,7 @@ from kehu.customers.models import (
     EventKind,
     SavedView,
 )
-from kehu.customers.services import custom_field_create, customer_create, customer_update
+from kehu.customers.services import custom_field_create, customer_create, customer_update, timeline_event_add
 from tests.web.conftest import post
 from tests.web.page_matrix import Page, PageWorld, page_cases, run_page_case
 
@@ -707,3 +707,24 @@ def test_custom_field_admin_creates_a_choice_field_used_by_the_form(make_user: A
     assert "金卡" in form
     listing = client.get(reverse("customers:list"), {"view": "0"}).content.decode()
     assert 'name="cf_level"' in listing  # filterable too
+
+
+def test_card_and_order_events_show_their_details_on_the_timeline(
+    clerk_a: User, departments: dict[str, Department], client_for: Any
+) -> None:
+    customer = make_customer(departments["store_a"])
+    timeline_event_add(
+        customer_id=customer.pk,
+        actor=clerk_a,
+        kind=EventKind.ORDER_PLACED,
+        data={"order": "O00000042", "amount": "128.50", "points": 128, "unknown": "not shown"},
+    )
+    page = client_for(clerk_a).get(
+        reverse("customers:detail", args=[customer.code]), HTTP_ACCEPT_LANGUAGE="en"
+    )
+    content = page.content.decode()
+    assert 'data-event-kind="order_placed"' in content
+    assert re.search(r'data-detail="order">Order: <span class="text-body">O00000042', content)
+    assert re.search(r'data-detail="amount">Amount: <span class="text-body">¥128.50', content)
+    assert re.search(r'data-detail="points">Points: <span class="text-body">128', content)
+    assert "not shown" not in content

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kehu.accounts.models import Department, User
@@ -117,6 +117,7 @@ def _timeline_context(viewer: User, customer: Customer, *, after: str | None) ->
         department.pk: department.name for department in Department.objects.filter(pk__in=department_ids)
     }
     kinds = dict(EventKind.choices)
+    tier_names = _tier_names(events)
     items = []
     for event in events:
         changes = []
@@ -152,6 +153,7 @@ def _timeline_context(viewer: User, customer: Customer, *, after: str | None) ->
                 "revealed": REVEAL_FIELDS.get(str(data.get("field", "")))
                 if event["kind"] == EventKind.REVEALED
                 else None,
+                "details": _event_details(event["kind"], data, tier_names),
             }
         )
     more_url = ""
@@ -160,6 +162,82 @@ def _timeline_context(viewer: User, customer: Customer, *, after: str | None) ->
             f"{reverse('customers:timeline', args=[customer.code])}?{urlencode({'after': page.next_cursor})}"
         )
     return {"timeline": items, "timeline_more_url": more_url, "customer": customer}
+
+
+# Keys that card, ledger, order and tier events carry in ``data``, in display order, with how
+# each is shown: money (decimal yuan strings), a tier code (shown by name), or as written.
+_MONEY, _TIER, _PLAIN = "money", "tier", "plain"
+
+
+def _detail_fields() -> list[tuple[str, str, str]]:
+    return [
+        ("card", pgettext("timeline detail", "Card"), _PLAIN),
+        ("new_card", pgettext("timeline detail", "New card"), _PLAIN),
+        ("card_type", pgettext("timeline detail", "Card type"), _PLAIN),
+        ("from_type", pgettext("timeline detail", "From card type"), _PLAIN),
+        ("to_type", pgettext("timeline detail", "To card type"), _PLAIN),
+        ("order", pgettext("timeline detail", "Order"), _PLAIN),
+        ("refund", pgettext("timeline detail", "Refund"), _PLAIN),
+        ("total", pgettext("timeline detail", "Total"), _MONEY),
+        ("amount", pgettext("timeline detail", "Amount"), _MONEY),
+        ("paid", pgettext("timeline detail", "Paid"), _MONEY),
+        ("bonus", pgettext("timeline detail", "Bonus"), _MONEY),
+        ("fee", pgettext("timeline detail", "Fee"), _MONEY),
+        ("returned", pgettext("timeline detail", "Given back"), _MONEY),
+        ("forfeited", pgettext("timeline detail", "Forfeited"), _MONEY),
+        ("stored_value", pgettext("timeline detail", "Stored value"), _MONEY),
+        ("balance", pgettext("timeline detail", "Balance"), _MONEY),
+        ("points", pgettext("timeline detail", "Points"), _PLAIN),
+        ("points_earned", pgettext("timeline detail", "Points earned"), _PLAIN),
+        ("points_reversed", pgettext("timeline detail", "Points reversed"), _PLAIN),
+        ("points_shortfall", pgettext("timeline detail", "Spent points kept back"), _PLAIN),
+        ("visits", pgettext("timeline detail", "Visits"), _PLAIN),
+        ("frozen_days", pgettext("timeline detail", "Days frozen"), _PLAIN),
+        ("from", pgettext("timeline detail", "From tier"), _TIER),
+        ("to", pgettext("timeline detail", "To tier"), _TIER),
+        ("coupon", pgettext("timeline detail", "Coupon"), _PLAIN),
+        ("template", pgettext("timeline detail", "Coupon type"), _PLAIN),
+        ("valid_until", pgettext("timeline detail", "Valid until"), _PLAIN),
+        ("expires_on", pgettext("timeline detail", "Valid until"), _PLAIN),
+        ("reason", pgettext("timeline detail", "Reason"), _PLAIN),
+    ]
+
+
+def _event_details(kind: str, data: dict[str, Any], tier_names: dict[str, str]) -> list[dict[str, str]]:
+    """What card, order and loyalty events carry, as label/value pairs in a fixed order."""
+    # A ledger event's amount and balance are points or visits unless its ledger is stored value.
+    ledger = data.get("ledger")
+    counts_not_money = ledger is not None and ledger != "stored_value"
+    details = []
+    for key, label, shown_as in _detail_fields():
+        value = data.get(key)
+        if value is None or value == "":
+            continue
+        if key == "refund" and kind == EventKind.CARD_CANCELLED:
+            shown_as, label = _MONEY, pgettext("timeline detail", "Refunded")
+        if shown_as == _MONEY and not (counts_not_money and key in {"amount", "balance"}):
+            text = f"¥{value}"
+        elif shown_as == _TIER:
+            text = tier_names.get(str(value), str(value))
+        else:
+            text = str(value)
+        details.append({"key": key, "label": label, "value": text})
+    return details
+
+
+def _tier_names(events: list[dict[str, Any]]) -> dict[str, str]:
+    codes = {
+        str(event["data"][key])
+        for event in events
+        if event["kind"] == EventKind.TIER_CHANGED
+        for key in ("from", "to")
+        if (event["data"] or {}).get(key)
+    }
+    if not codes:
+        return {}
+    from kehu.loyalty.models import Tier
+
+    return dict(Tier.objects.filter(code__in=codes).values_list("code", "name"))
 
 
 @login_required
