@@ -339,7 +339,7 @@ class TierForm(TablerForm):
         min_value=1,
         max_value=1000,
         initial=1000,
-        help_text=_("950 means 95% of the price (九五折)."),
+        help_text=_("950 means paying 950 of every 1000 (九五折)."),
     )
     benefits = forms.CharField(label=_("Benefits"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
     is_active = forms.BooleanField(label=_("Active"), required=False, initial=True)

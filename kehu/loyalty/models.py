@@ -65,7 +65,9 @@ class Tier(models.Model):
     # Per mille: 1000 = 1×, 1500 = 1.5× points; integers keep earning exact.
     points_multiplier_permille = models.PositiveIntegerField(_("points multiplier (‰)"), default=1000)
     discount_permille = models.PositiveIntegerField(
-        _("discount (‰ of price paid)"), default=1000, help_text=_("950 means 95% of the price (九五折).")
+        _("discount (‰ of price paid)"),
+        default=1000,
+        help_text=_("950 means paying 950 of every 1000 (九五折)."),
     )
     benefits = models.TextField(_("benefits"), blank=True, default="")
     is_active = models.BooleanField(_("active"), default=True)

@@ -479,3 +479,20 @@ def test_a_customer_outside_the_actors_scope_is_not_found_and_nothing_is_written
         order_create(actor=clerk, customer=stranger, lines=[LineInput(sku="TEA")], payments=[cash(1_999)])
     assert refused.value.code == "not_found"
     assert Order.objects.count() == 0
+
+
+def test_a_quote_is_what_the_order_then_charges_and_writes_nothing(
+    clerk: User, customer: Customer, card: Card, card_type: CardType, tiers: dict[str, Tier]
+) -> None:
+    from kehu.commerce.services import order_quote
+    from kehu.loyalty.services.programme import card_type_tier_discount_set
+
+    card_type_tier_discount_set(actor=None, card_type=card_type, tier=tiers["base"], discount_permille=800)
+    lines = [LineInput(name="咖啡", unit_price_fen=3_000, quantity=2, discount_fen=500)]
+    before = (state(card), Order.objects.count())
+    quote = order_quote(actor=clerk, customer=customer, card=card, lines=lines)
+    # (6,000 - 5.00 manual) at 80% = 4,400: the same arithmetic the order uses
+    assert (quote.subtotal_fen, quote.discount_fen, quote.total_fen) == (6_000, 1_600, 4_400)
+    assert (state(card), Order.objects.count()) == before
+    order = order_create(actor=clerk, customer=customer, card=card, lines=lines, payments=[cash(4_400)]).order
+    assert (order.subtotal_fen, order.discount_fen, order.total_fen) == (6_000, 1_600, 4_400)

@@ -51,7 +51,7 @@ from kehu.core.sequences import reserve_numbers
 from kehu.customers.models import Customer, EventKind
 from kehu.customers.selectors import customers_visible_to
 from kehu.customers.services.timeline import timeline_event_add
-from kehu.loyalty.models import Card, CardStatus, CouponKind, LedgerKind, LedgerReason
+from kehu.loyalty.models import Card, CardStatus, Coupon, CouponKind, LedgerKind, LedgerReason
 from kehu.loyalty.services.coupons import CouponLine, coupon_for_order, coupon_redeem
 from kehu.loyalty.services.ledger import CardNotActive, Movement, Posting, run_operation
 from kehu.loyalty.services.programme import discount_permille_for
@@ -317,6 +317,60 @@ def _earn_points(lines: list[_Line], tenders: list[_Tender], card: Card | None) 
     return points
 
 
+def _price(
+    *, customer: Customer, card: Card | None, lines: Sequence[LineInput], coupon_code: str
+) -> tuple[list[_Line], Coupon | None]:
+    """Lines priced as the order will charge them: manual discount, tier discount, then the coupon."""
+    priced = _priced_lines(lines)
+    _apply_tier_discount(priced, discount_permille_for(card) if card is not None else 1000)
+    coupon = None
+    if coupon_code:
+        before_coupon = sum(line.amount_fen for line in priced)
+        coupon, coupon_discount = coupon_for_order(
+            code=coupon_code,
+            customer=customer,
+            subtotal_fen=before_coupon,
+            lines=[
+                CouponLine(line.product.pk if line.product else None, line.quantity, line.amount_fen)
+                for line in priced
+            ],
+        )
+        is_free_item = coupon.template.kind == CouponKind.FREE_ITEM
+        _apply_coupon(priced, coupon_discount, coupon.template.free_product_id if is_free_item else None)
+    return priced, coupon
+
+
+@dataclass(frozen=True)
+class Quote:
+    subtotal_fen: int
+    discount_fen: int
+    total_fen: int
+
+
+def order_quote(
+    *,
+    actor: User | None,
+    customer: Customer,
+    card: Card | None = None,
+    lines: Sequence[LineInput],
+    coupon_code: str | None = None,
+) -> Quote:
+    """What ``order_create`` would charge for these lines, without writing anything (the till's running total).
+
+    Refuses what ``order_create`` would refuse about the lines, card and coupon, with the same errors.
+    """
+    ensure_permitted(actor, "orders.create")
+    if actor is not None and not customers_visible_to(actor).filter(pk=customer.pk).exists():
+        raise NotFound(_("Not found."))
+    card = _check_card(card, customer)
+    priced, _coupon = _price(
+        customer=customer, card=card, lines=lines, coupon_code=(coupon_code or "").strip()
+    )
+    subtotal = sum(line.gross_fen for line in priced)
+    total = sum(line.amount_fen for line in priced)
+    return Quote(subtotal_fen=subtotal, discount_fen=subtotal - total, total_fen=total)
+
+
 # --- the use case ---------------------------------------------------------------------------------
 def order_create(
     *,
@@ -389,23 +443,8 @@ def _record(
     ordered_at: dt.datetime,
 ) -> Order:
     card = _check_card(card, customer)
-    priced = _priced_lines(lines)
     tenders = _tenders(payments, card=card)
-    _apply_tier_discount(priced, discount_permille_for(card) if card is not None else 1000)
-    coupon = None
-    if coupon_code:
-        before_coupon = sum(line.amount_fen for line in priced)
-        coupon, coupon_discount = coupon_for_order(
-            code=coupon_code,
-            customer=customer,
-            subtotal_fen=before_coupon,
-            lines=[
-                CouponLine(line.product.pk if line.product else None, line.quantity, line.amount_fen)
-                for line in priced
-            ],
-        )
-        is_free_item = coupon.template.kind == CouponKind.FREE_ITEM
-        _apply_coupon(priced, coupon_discount, coupon.template.free_product_id if is_free_item else None)
+    priced, coupon = _price(customer=customer, card=card, lines=lines, coupon_code=coupon_code)
     subtotal = sum(line.gross_fen for line in priced)
     total = sum(line.amount_fen for line in priced)
     paid = sum(tender.amount_fen for tender in tenders)

@@ -492,7 +492,7 @@ class Migration(migrations.Migration):
                     "discount_permille",
                     models.PositiveIntegerField(
                         default=1000,
-                        help_text="950 means 95% of the price (九五折).",
+                        help_text="950 means paying 950 of every 1000 (九五折).",
                         verbose_name="discount (‰ of price paid)",
                     ),
                 ),
