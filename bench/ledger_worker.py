@@ -258,6 +258,12 @@ def dataset(customers: int, orders_per_customer: float, cards_ratio: float) -> d
     built: dict[str, Any] = json.loads(marker.read_text()) if marker.exists() else {}
     if built.get("wanted") == wanted:
         return built
+    if built:
+        # Topping up cannot change the cards ratio or orders of the customers already there.
+        raise SystemExit(
+            f"the cached dataset in {settings.DATA_DIR} was built for {built['wanted']}, not {wanted}: "
+            "remove that folder and its PostgreSQL database to build it again"
+        )
     started = time.monotonic()
     present = Customer.all_objects.count()
     if present < customers:

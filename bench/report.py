@@ -18,7 +18,10 @@ and keeps the raw figures in `bench/results/` (not committed). It needs `wrk`
 Benchmarks are not part of `make test`. The `customers` scenario works on a dataset of a
 million demo customers that is built once (the bulk path of `kehu demo --customers`, minutes per
 database) and kept in `var/bench/` and the PostgreSQL database `kehu_bench_customers_1000000`;
-later runs reuse it.
+later runs reuse it. The `ledger` scenario's reconcile figure does the same with a million demo
+customers with cards, ten million orders and their ledgers (`kehu demo --customers N
+--orders-per-customer K`), kept in `var/bench/` and `kehu_bench_ledger_1000000_10`; it needs no
+`wrk` and runs alone with `bench/run.py --only ledger`.
 
 Every figure is reported against a **floor**: the same kind of work stripped to the minimum the
 platform allows, measured in the same run, on the same server and under the same load. For the

@@ -185,7 +185,7 @@ ENTRY_COLUMNS: Final = (
     "id", "card_id", "kind", "amount", "balance_after", "reason", "reference", "note",
     "operation_id", "actor_id", "actor_label", "created_at",
 )  # fmt: skip
-LOT_COLUMNS: Final = ("card_id", "earned_entry_id", "earned_at", "expires_at", "amount", "remaining")
+LOT_COLUMNS: Final = ("id", "card_id", "earned_entry_id", "earned_at", "expires_at", "amount", "remaining")
 CARD_PAYMENT_COLUMNS: Final = ("card_id", "purpose", "amount_fen", "method", "reference", "created_at")
 TIER_CHANGE_COLUMNS: Final = ("card_id", "from_tier_id", "to_tier_id", "cause", "created_at")
 
@@ -196,6 +196,13 @@ def stamper(vendor: str) -> Callable[[dt.datetime], Any]:
         utc = dt.UTC
         return lambda value: str(value.astimezone(utc).replace(tzinfo=None))
     return lambda value: value
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReference:
+    """An expiry entry's reference, "expiry:lot:<id>" as the nightly job writes it, before the id exists."""
+
+    lot: int  # index into LoyaltyRows.lots
 
 
 @dataclass(slots=True)
@@ -271,7 +278,12 @@ class CardBook:
         return self.balances[kind] >= amount
 
     def post(
-        self, *, key: str, kind: str, at: dt.datetime, movements: Sequence[tuple[str, int, str, str]]
+        self,
+        *,
+        key: str,
+        kind: str,
+        at: dt.datetime,
+        movements: Sequence[tuple[str, int, str, str | ExpiryReference]],
     ) -> None:
         """One operation: movements are (ledger, signed amount, reason, reference)."""
         rows = self.rows
@@ -325,7 +337,15 @@ class CardBook:
                     key=self._next_key("expiry"),
                     kind="points_expire",
                     at=expires,
-                    movements=[(_POINTS, -lot[5], LedgerReason.EXPIRY.value, "expiry")],
+                    # The lot's id is known only when written: LoyaltyTables.write fills it in.
+                    movements=[
+                        (
+                            _POINTS,
+                            -lot[5],
+                            LedgerReason.EXPIRY.value,
+                            ExpiryReference(self.lots[self.lot_head]),
+                        )
+                    ],
                 )
             else:
                 self.lot_head += 1
@@ -421,6 +441,7 @@ class LoyaltyTables:
         card_ids = reserve_ids(cursor, vendor, Card, len(rows.cards))
         operation_ids = reserve_ids(cursor, vendor, LedgerOperation, len(rows.operations))
         entry_ids = reserve_ids(cursor, vendor, LedgerEntry, len(rows.entries))
+        lot_ids = reserve_ids(cursor, vendor, PointsLot, len(rows.lots))
         self.cards.write(cursor, vendor, [(card_ids[i], *card[1:]) for i, card in enumerate(rows.cards)])
         self.operations.write(
             cursor, vendor, [(operation_ids[i], *row, None) for i, row in enumerate(rows.operations)]
@@ -429,7 +450,8 @@ class LoyaltyTables:
             cursor,
             vendor,
             [
-                (entry_ids[i], card_ids[card], kind, amount, balance, reason, reference, "",
+                (entry_ids[i], card_ids[card], kind, amount, balance, reason,
+                 reference if isinstance(reference, str) else f"expiry:lot:{lot_ids[reference.lot]}", "",
                  operation_ids[operation], None, "", stamped)
                 for i, (card, kind, amount, balance, reason, reference, operation, stamped) in enumerate(rows.entries)
             ],
@@ -437,7 +459,10 @@ class LoyaltyTables:
         self.lots.write(
             cursor,
             vendor,
-            [(card_ids[lot[0]], entry_ids[lot[1]], lot[2], lot[3], lot[4], lot[5]) for lot in rows.lots],
+            [
+                (lot_ids[i], card_ids[lot[0]], entry_ids[lot[1]], lot[2], lot[3], lot[4], lot[5])
+                for i, lot in enumerate(rows.lots)
+            ],
         )
         self.card_payments.write(cursor, vendor, [(card_ids[row[0]], *row[1:]) for row in rows.card_payments])
         self.tier_changes.write(cursor, vendor, [(card_ids[row[0]], *row[1:]) for row in rows.tier_changes])

@@ -173,6 +173,11 @@ def test_eight_processes_on_one_card_keep_the_books_exact(scratch: dict[str, str
     reports = _race(scratch, directory)
     books = json.loads(_run(scratch, "verify", str(directory)))
 
+    # The card services when they exist (what the API runs), else the bare write path.
+    from kehu.loyalty.services import cards
+
+    expected_path = "card services" if hasattr(cards, "card_top_up") else "run_operation"
+    assert {report["path"] for report in reports} == {expected_path}
     attempts = [attempt for report in reports for attempt in report["attempts"]]
     assert len(attempts) == WORKERS * OPERATIONS
     outcomes = Counter(attempt["outcome"] for attempt in attempts)

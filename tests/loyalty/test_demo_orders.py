@@ -109,8 +109,14 @@ def test_demo_orders_write_books_that_reconcile_and_orders_that_add_up() -> None
         "total"
     ]
     assert entries.filter(kind=LedgerKind.STORED_VALUE).get().amount == -paid_stored
-    # No lot left over past its expiry: the demo ran the expiry job up to now.
+    # No lot left over past its expiry: the demo ran the expiry job up to now, and each expiry
+    # entry names its lot as the nightly job does, on the same card, for what the lot had left.
     assert not PointsLot.objects.filter(remaining__gt=0, expires_at__lte=NOW).exists()
+    expiries = LedgerEntry.objects.filter(reason=LedgerReason.EXPIRY)
+    for entry in expiries.order_by("id")[:50]:
+        lot = PointsLot.objects.get(pk=int(entry.reference.removeprefix("expiry:lot:")))
+        assert (lot.card_id, lot.remaining, lot.expires_at) == (entry.card_id, 0, entry.created_at)
+        assert -entry.amount <= lot.amount
     # Each operation key once (a unique index), and no operation without entries.
     assert not LedgerOperation.objects.annotate(n=Count("entries")).filter(n=0).exists()
     assert Card.objects.filter(Q(stored_value_fen__gt=0) | Q(points_balance__gt=0)).exists()
