@@ -3,10 +3,11 @@
 Why it is exact:
 
 * **Idempotent.** An operation carries a key (the client's ``Idempotency-Key`` or a fresh
-  UUID) that is unique in ``LedgerOperation``. A retry finds the first operation and gets its
-  result back; nothing is written again. Two concurrent requests with one key cannot both
-  commit: the loser's insert fails on the unique index, its whole transaction rolls back and
-  it answers with the winner's result.
+  UUID) that is unique in ``LedgerOperation``. The operation row is written first with
+  ``INSERT … ON CONFLICT (key) DO NOTHING``: a retry finds the key taken and gets the first
+  result back, and nothing is written again. Of two concurrent requests with one key, the
+  second waits on the unique index until the first commits, then inserts nothing and replays
+  the first one's result (if the first rolls back, the second simply goes ahead).
 * **Never negative, never lost.** Each movement is one conditional
   ``UPDATE card SET balance = balance + x WHERE id = … AND status IN (…) AND balance + x >= 0
   RETURNING balance``: the row lock serialises writers of one card, the condition refuses an
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -94,10 +95,6 @@ class OperationResult:
     entries: list[LedgerEntry] = field(default_factory=list)
 
 
-class _LostRace(Exception):
-    pass
-
-
 def request_digest(request: Mapping[str, Any]) -> str:
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -150,7 +147,7 @@ class Posting:
         balance_after = _conditional_update(movement.card_id, column, movement.amount, allowed_statuses)
         if balance_after is None:
             raise _refusal(movement, column, allowed_statuses)
-        entry = LedgerEntry.objects.create(
+        entry = LedgerEntry(
             card_id=movement.card_id,
             kind=movement.kind,
             amount=movement.amount,
@@ -163,6 +160,7 @@ class Posting:
             actor_label=self.actor.get_username()[:150] if self.actor is not None else "",
             created_at=self.operation.created_at,
         )
+        _insert_entry(entry)
         if movement.kind == LedgerKind.POINTS:
             if movement.amount > 0:
                 _open_lot(entry, movement)
@@ -186,6 +184,77 @@ def _conditional_update(
         cursor.execute(sql, [amount, card_id, *allowed_statuses, amount])
         row = cursor.fetchone()
     return int(row[0]) if row else None
+
+
+# The hot path writes through the cursor: on this machine building the same statements with the
+# ORM cost several times the database work itself (docs/benchmarks.md, ledger).
+_ENTRY_COLUMNS = "card_id, kind, amount, balance_after, reason, reference, note, operation_id, actor_id, actor_label, created_at"
+
+
+def _insert_entry(entry: LedgerEntry) -> None:
+    sql = (
+        f"INSERT INTO {LedgerEntry._meta.db_table} ({_ENTRY_COLUMNS}) "  # noqa: S608 - constant names
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                entry.card_id,
+                entry.kind,
+                entry.amount,
+                entry.balance_after,
+                entry.reason,
+                entry.reference,
+                entry.note,
+                entry.operation_id,
+                entry.actor_id,
+                entry.actor_label,
+                connection.ops.adapt_datetimefield_value(entry.created_at),
+            ],
+        )
+        entry.pk = int(cursor.fetchone()[0])
+    entry._state.adding = False
+    entry._state.db = connection.alias
+
+
+def _claim_operation(operation: LedgerOperation) -> bool:
+    """Insert the operation row unless its key exists; False when another request owns the key.
+
+    ``ON CONFLICT DO NOTHING`` makes a concurrent twin wait for the first to commit (PostgreSQL)
+    and then insert nothing, so no savepoint and no IntegrityError round trip are needed.
+    """
+    sql = (
+        f"INSERT INTO {LedgerOperation._meta.db_table} "  # noqa: S608 - constant names
+        "(key, kind, request_digest, result, created_at, actor_id) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (key) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                operation.key,
+                operation.kind,
+                operation.request_digest,
+                "{}",
+                connection.ops.adapt_datetimefield_value(operation.created_at),
+                operation.actor_id,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    operation.pk = int(row[0])
+    operation._state.adding = False
+    operation._state.db = connection.alias
+    return True
+
+
+def _store_result(operation: LedgerOperation, result: dict[str, Any]) -> None:
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    sql = f"UPDATE {LedgerOperation._meta.db_table} SET result = %s{cast} WHERE id = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(result, ensure_ascii=False, default=str), operation.pk])
 
 
 def _refusal(movement: Movement, column: str, allowed_statuses: Sequence[str]) -> DomainError:
@@ -290,44 +359,29 @@ def run_operation(
     """
     key = check_key(key)
     digest = request_digest({"kind": kind, **request})
-    try:
-        with transaction.atomic():
-            if key is not None:
-                existing = LedgerOperation.objects.filter(key=key).first()
-                if existing is not None:
-                    return _replay(existing, digest)
-            operation = LedgerOperation(
-                key=key or f"auto:{uuid.uuid4().hex}",
-                kind=kind,
-                request_digest=digest,
-                actor=actor,
-                created_at=timezone.now(),
+    with transaction.atomic():
+        operation = LedgerOperation(
+            key=key or f"auto:{uuid.uuid4().hex}",
+            kind=kind,
+            request_digest=digest,
+            actor=actor,
+            created_at=timezone.now(),
+        )
+        if not _claim_operation(operation):
+            # The key is taken: a retry (or its concurrent twin, now committed) gets the first result.
+            return _replay(LedgerOperation.objects.get(key=operation.key), digest)
+        posting = Posting(operation, actor)
+        result = {**perform(posting), "operation": operation.key}
+        # The one write to an operation after its insert, in the same transaction: its result.
+        _store_result(operation, result)
+        operation.result = result
+        card_ids = sorted(posting.card_ids)
+        transaction.on_commit(
+            lambda: signals.ledger_changed.send(
+                sender=LedgerOperation, operation_id=operation.pk, card_ids=card_ids
             )
-            try:
-                with transaction.atomic():
-                    operation.save(force_insert=True)
-            except IntegrityError:
-                raise _LostRace from None
-            posting = Posting(operation, actor)
-            result = perform(posting)
-            result = {**result, "operation": operation.key}
-            # The one write to an operation after insert, in its own transaction: its result.
-            LedgerOperation._base_manager.filter(pk=operation.pk).update(result=result)
-            operation.result = result
-            card_ids = sorted(posting.card_ids)
-            transaction.on_commit(
-                lambda: signals.ledger_changed.send(
-                    sender=LedgerOperation, operation_id=operation.pk, card_ids=card_ids
-                )
-            )
-            return OperationResult(
-                operation=operation, result=result, replayed=False, entries=posting.entries
-            )
-    except _LostRace:
-        winner = LedgerOperation.objects.filter(key=key).first()
-        if winner is None:  # pragma: no cover - the unique index fired, so the winner committed
-            raise
-        return _replay(winner, digest)
+        )
+        return OperationResult(operation=operation, result=result, replayed=False, entries=posting.entries)
 
 
 # --- reconcile and liability -------------------------------------------------------------------
