@@ -71,15 +71,20 @@ def _stored(user_id: int, operation: str, key: str) -> IdempotencyRecord | None:
     return IdempotencyRecord.objects.filter(user_id=user_id, operation=operation, key=key).first()
 
 
+def key_reused() -> IdempotencyKeyReused:
+    """The refusal for a key sent again with a different body (here and in the ledger's own keys)."""
+    return IdempotencyKeyReused(
+        _(
+            "This Idempotency-Key was already used for a different request. "
+            "Use a new key for a new request, or resend exactly the first request."
+        ),
+        fields={"Idempotency-Key": [_("Already used for a different request.")]},
+    )
+
+
 def _replay(record: IdempotencyRecord, digest: str) -> IdempotentResponse:
     if record.request_digest != digest:
-        raise IdempotencyKeyReused(
-            _(
-                "This Idempotency-Key was already used for a different request. "
-                "Use a new key for a new request, or resend exactly the first request."
-            ),
-            fields={"Idempotency-Key": [_("Already used for a different request.")]},
-        )
+        raise key_reused()
     sealed = record.response_body.get("sealed", "") if isinstance(record.response_body, dict) else ""
     body = json.loads(decrypt(sealed, context=_context(record.user_id, record.operation, record.key)))
     return IdempotentResponse(status=record.response_status, body=body, is_replay=True)

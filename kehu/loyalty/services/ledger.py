@@ -25,7 +25,6 @@ This module is the write path other services call; it checks no permissions itse
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,7 +37,11 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from kehu.core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from kehu.core.errors import DomainError, NotFound, ValidationFailed
+from kehu.core.idempotency import KEY_MAX_LENGTH, key_reused, request_digest
+
+# Re-exported: callers of the ledger catch it from here.
+from kehu.core.idempotency import IdempotencyKeyReused as IdempotencyKeyReused
 from kehu.loyalty import signals
 from kehu.loyalty.models import (
     Card,
@@ -54,7 +57,6 @@ BALANCE_COLUMNS = {
     LedgerKind.STORED_VALUE: "stored_value_fen",
     LedgerKind.VISITS: "visits_balance",
 }
-KEY_MAX_LENGTH = 128
 
 
 class InsufficientBalance(DomainError):
@@ -65,10 +67,6 @@ class InsufficientBalance(DomainError):
 class CardNotActive(DomainError):
     code = "card_not_active"
     status = 409
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)
@@ -95,11 +93,6 @@ class OperationResult:
     entries: list[LedgerEntry] = field(default_factory=list)
 
 
-def request_digest(request: Mapping[str, Any]) -> str:
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 def check_key(key: str | None) -> str | None:
     if key is None or key == "":
         return None
@@ -112,13 +105,7 @@ def check_key(key: str | None) -> str | None:
 
 def _replay(operation: LedgerOperation, digest: str) -> OperationResult:
     if operation.request_digest != digest:
-        raise IdempotencyKeyReused(
-            _(
-                "This Idempotency-Key was already used for a different request. "
-                "Use a new key for a new request, or resend exactly the first request."
-            ),
-            fields={"Idempotency-Key": [_("Already used for a different request.")]},
-        )
+        raise key_reused()
     return OperationResult(operation=operation, result=dict(operation.result), replayed=True)
 
 
