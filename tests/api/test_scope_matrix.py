@@ -12,7 +12,7 @@ from tests.commerce.test_api_matrix import COMMERCE_ENDPOINTS
 from tests.customers.test_api import CUSTOMER_ENDPOINTS
 from tests.customers.test_selfservice_matrix import SELF_SERVICE_ENDPOINTS
 from tests.factories import TEST_PASSWORD, DepartmentFactory, RoleFactory, UserFactory
-from tests.loyalty.test_api_cards import LOYALTY_ENDPOINTS
+from tests.loyalty.test_api_cards_matrix import LOYALTY_ENDPOINTS
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, ScopeVariant, World, run_case, scope_cases
 
 

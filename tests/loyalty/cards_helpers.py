@@ -22,6 +22,9 @@ from kehu.loyalty.services import (
     tier_create,
 )
 
+# What a store clerk holds in these tests: cards and the customers they are issued to.
+CLERK = ("cards.view", "cards.create", "cards.change", "customers.view", "customers.create")
+
 
 def programme() -> dict[str, Any]:
     """Two tiers and one card type of each kind; the stored-value type has 充1000送100."""

@@ -16,10 +16,10 @@ from django.urls import reverse
 from kehu.accounts.models import Department, User
 from kehu.customers.models import Customer
 from kehu.customers.services import customer_create
-from kehu.loyalty.models import Card, CardStatus, CardType, LedgerEntry, LedgerOperation, Tier, TopUpBonusRule
+from kehu.loyalty.models import Card, CardStatus, CardType, LedgerEntry, LedgerOperation
 from kehu.loyalty.services.cards import card_issue
-from kehu.loyalty.services.programme import bonus_rule_create, card_type_create, tier_create
 from tests.web.conftest import post
+from tests.web.loyalty_helpers import make_programme
 from tests.web.page_matrix import Page, PageWorld, page_cases, run_page_case
 
 pytestmark = pytest.mark.django_db
@@ -29,23 +29,7 @@ EN = {"HTTP_ACCEPT_LANGUAGE": "en"}
 
 @pytest.fixture
 def programme(db: None) -> dict[str, Any]:
-    normal = tier_create(actor=None, data={"code": "normal", "name": "普通", "rank": 1})
-    stored = card_type_create(
-        actor=None,
-        data={
-            "code": "sv",
-            "name": "储值卡",
-            "kind": "stored_value",
-            "price_fen": 100000,
-            "initial_value_fen": 100000,
-        },
-    )
-    bonus_rule_create(actor=None, card_type=stored, min_payment_fen=100000, bonus_fen=10000)
-    year = card_type_create(
-        actor=None,
-        data={"code": "year", "name": "年卡", "kind": "period", "price_fen": 199900, "validity_days": 365},
-    )
-    return {"normal": normal, "stored": stored, "year": year}
+    return make_programme()
 
 
 def make_customer(department: Department, *, name: str = "成都客户", phone: str = "13900001111") -> Customer:
@@ -460,108 +444,6 @@ def test_customer_cards_fragment(web_client_as: Callable[[User], Client], clerk:
 
 
 # --- programme admin ---------------------------------------------------------------------------------
-@pytest.fixture
-def programme_admin(make_user: Callable[..., User]) -> User:
-    return make_user(permissions=["card_types.view", "card_types.create", "card_types.change"])
-
-
-def test_card_type_create_edit_and_bonus_rules(
-    web_client_as: Callable[[User], Client], programme_admin: User, programme: dict[str, Any]
-) -> None:
-    client = web_client_as(programme_admin)
-    data = {
-        "code": "sv500",
-        "name": "五百储值卡",
-        "kind": "stored_value",
-        "price": "500",
-        "initial_value": "500",
-        "points_per_yuan": "1",
-        "is_active": "on",
-    }
-    response = post(client, reverse("loyalty:card_type_create"), data)
-    assert response.status_code == 302
-    created = CardType.objects.get(code="sv500")
-    assert (created.price_fen, created.initial_value_fen) == (50000, 50000)
-    # A period card without a validity is refused by the service, beside the field.
-    refused = post(
-        client,
-        reverse("loyalty:card_type_create"),
-        {**data, "code": "p", "kind": "period", "initial_value": ""},
-        **EN,
-    )
-    assert refused.status_code == 422
-    assert 'data-field-error="validity_days"' in refused.content.decode()
-    assert not CardType.objects.filter(code="p").exists()
-    edited = post(client, reverse("loyalty:card_type_edit", args=[created.pk]), {**data, "price": "480.50"})
-    assert edited.status_code == 302
-    created.refresh_from_db()
-    assert created.price_fen == 48050
-    rule = post(
-        client, reverse("loyalty:bonus_rule_add", args=[created.pk]), {"min_payment": "500", "bonus": "30"}
-    )
-    assert rule.status_code == 302
-    saved = TopUpBonusRule.objects.get(card_type=created)
-    assert (saved.min_payment_fen, saved.bonus_fen) == (50000, 3000)
-    removed = post(client, reverse("loyalty:bonus_rule_remove", args=[created.pk, saved.pk]))
-    assert removed.status_code == 302
-    assert not TopUpBonusRule.objects.filter(card_type=created).exists()
-    discount = post(
-        client,
-        reverse("loyalty:tier_discount_set", args=[created.pk]),
-        {"tier": programme["normal"].pk, "discount_permille": "950"},
-    )
-    assert discount.status_code == 302
-    assert created.tier_discounts.get().discount_permille == 950
-
-
-def test_card_type_edit_needs_change(
-    web_client_as: Callable[[User], Client], make_user: Callable[..., User], programme: dict[str, Any]
-) -> None:
-    viewer = make_user(permissions=["card_types.view"])
-    client = web_client_as(viewer)
-    year = programme["year"]
-    assert client.get(reverse("loyalty:card_type_edit", args=[year.pk])).status_code == 200
-    response = post(
-        client, reverse("loyalty:card_type_edit", args=[year.pk]), {"code": "year", "name": "改名"}
-    )
-    assert response.status_code == 403
-    year.refresh_from_db()
-    assert year.name == "年卡"
-    assert client.get(reverse("loyalty:card_type_edit", args=[99999])).status_code == 404
-
-
-def test_tier_create_and_edit(
-    web_client_as: Callable[[User], Client], programme_admin: User, programme: dict[str, Any]
-) -> None:
-    client = web_client_as(programme_admin)
-    data = {
-        "code": "gold",
-        "name": "金卡",
-        "rank": "3",
-        "min_spend": "5000",
-        "min_points": "",
-        "points_multiplier_permille": "1500",
-        "discount_permille": "900",
-        "is_active": "on",
-    }
-    assert post(client, reverse("loyalty:tier_create"), data).status_code == 302
-    gold = Tier.objects.get(code="gold")
-    assert gold.min_spend_fen == 500000
-    # The same rank twice is refused and nothing is written.
-    duplicate = post(client, reverse("loyalty:tier_create"), {**data, "code": "gold2"})
-    assert duplicate.status_code == 409
-    assert not Tier.objects.filter(code="gold2").exists()
-    assert (
-        post(
-            client, reverse("loyalty:tier_edit", args=[gold.pk]), {**data, "discount_permille": "880"}
-        ).status_code
-        == 302
-    )
-    gold.refresh_from_db()
-    assert gold.discount_permille == 880
-
-
-# --- liabilities ---------------------------------------------------------------------------------------
 def test_liability_report_and_reconcile(
     web_client_as: Callable[[User], Client], make_user: Callable[..., User], card: Card
 ) -> None:
