@@ -39,7 +39,13 @@ ENTRY_VIEWS = {
         "card_type_price",
         "customer_cards",
     ),
-    "loyalty:card_type_list": ("card_type_", "tier_", "bonus_rule_"),
+    "loyalty:card_type_list": (
+        "card_type_list",
+        "card_type_create",
+        "card_type_edit",
+        "tier_",
+        "bonus_rule_",
+    ),
     "loyalty:ledger_report": ("ledger_",),
     "commerce:pos": ("pos",),
     "commerce:order_list": ("order_", "customer_orders"),
@@ -53,8 +59,6 @@ def _is_current(current: str, entry: str) -> bool:
         namespace, _sep, view = current.partition(":")
         if namespace != entry.split(":", 1)[0]:
             return False
-        if view == "card_type_price":
-            return entry == "loyalty:card_list"
         return any(view.startswith(prefix) for prefix in ENTRY_VIEWS[entry])
     namespace = entry.split(":", 1)[0]
     if namespace != "web":

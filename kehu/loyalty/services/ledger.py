@@ -33,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -42,6 +42,7 @@ from kehu.core.idempotency import KEY_MAX_LENGTH, key_reused, request_digest
 
 # Re-exported: callers of the ledger catch it from here.
 from kehu.core.idempotency import IdempotencyKeyReused as IdempotencyKeyReused
+from kehu.core.money import format_fen
 from kehu.loyalty import signals
 from kehu.loyalty.models import (
     Card,
@@ -274,8 +275,6 @@ def _refusal(movement: Movement, column: str, allowed_statuses: Sequence[str]) -
 
 def format_amount(kind: str, amount: int) -> str:
     if kind == LedgerKind.STORED_VALUE:
-        from kehu.core.money import format_fen
-
         return format_fen(amount)
     return str(amount)
 
@@ -415,7 +414,7 @@ def reconcile(*, batch_size: int = 20000) -> ReconcileReport:
         for row in (
             LedgerEntry.objects.filter(card_id__gte=first_id, card_id__lte=last_id)
             .values("card_id", "kind")
-            .annotate(total=Sum("amount"), count=models_count())
+            .annotate(total=Sum("amount"), count=Count("id"))
         ):
             sums[(row["card_id"], row["kind"])] = (int(row["total"]), int(row["count"]))
         lots: dict[int, int] = {
@@ -452,12 +451,6 @@ def reconcile(*, batch_size: int = 20000) -> ReconcileReport:
     return report
 
 
-def models_count() -> Any:
-    from django.db.models import Count
-
-    return Count("id")
-
-
 def _latest_balances(first_id: int, last_id: int) -> dict[tuple[int, str], int]:
     """balance_after of the newest entry per account in a card range: one query through the index."""
     table = LedgerEntry._meta.db_table
@@ -483,8 +476,6 @@ class Liability:
 
 def liability() -> Liability:
     """What the business owes its members: outstanding stored value and points (at their redeem value)."""
-    from django.db.models import Count, Q
-
     totals = Card.objects.aggregate(
         stored=Sum("stored_value_fen"),
         points=Sum("points_balance"),
