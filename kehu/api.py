@@ -19,6 +19,7 @@ from kehu.core.api import router as core_router
 from kehu.core.errors import DomainError
 from kehu.customers.api import router as customers_router
 from kehu.customers.selfservice_api import router as selfservice_router
+from kehu.dataops.api import router as dataops_router
 from kehu.loyalty.api import router as loyalty_router
 
 api = NinjaAPI(
@@ -135,3 +136,4 @@ api.add_router("/", customers_router)
 api.add_router("/", selfservice_router)
 api.add_router("/", loyalty_router)
 api.add_router("/", commerce_router)
+api.add_router("/", dataops_router)

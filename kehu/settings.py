@@ -115,6 +115,8 @@ INSTALLED_APPS = [
     "kehu.customers",
     "kehu.loyalty",
     "kehu.commerce",
+    "kehu.engagement",
+    "kehu.dataops",
     "kehu.ops",
     "kehu.web",
 ]

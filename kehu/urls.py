@@ -14,5 +14,6 @@ urlpatterns = [
     path("customers/", include("kehu.customers.urls")),
     path("", include("kehu.loyalty.urls")),
     path("", include("kehu.commerce.urls")),
+    path("data/", include("kehu.dataops.urls")),
     path("", include("kehu.web.urls")),
 ]

@@ -1,0 +1,5 @@
+"""API endpoints for dedup."""
+
+from ninja import Router
+
+router = Router(tags=["dedup"])

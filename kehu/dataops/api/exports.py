@@ -1,0 +1,5 @@
+"""API endpoints for exports."""
+
+from ninja import Router
+
+router = Router(tags=["exports"])

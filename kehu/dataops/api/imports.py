@@ -1,0 +1,5 @@
+"""API endpoints for imports."""
+
+from ninja import Router
+
+router = Router(tags=["imports"])

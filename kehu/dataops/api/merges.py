@@ -1,0 +1,5 @@
+"""API endpoints for merges."""
+
+from ninja import Router
+
+router = Router(tags=["merges"])

@@ -1,0 +1,5 @@
+"""API endpoints for quality."""
+
+from ninja import Router
+
+router = Router(tags=["quality"])

@@ -1,0 +1,1 @@
+"""Data operations pages: imports, exports, duplicates and merges, data quality."""

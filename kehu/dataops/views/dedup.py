@@ -1,0 +1,5 @@
+"""Pages for dedup (filled in by issue 5's work)."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
