@@ -106,20 +106,76 @@ def render(
     if skipped:
         lines += ["Skipped in this run: " + "; ".join(skipped) + ".", ""]
     for scenario in dict.fromkeys(result.scenario for result in results):
-        lines += [
-            f"## {scenario}",
-            "",
-            *([(titles or {})[scenario], ""] if (titles or {}).get(scenario) else []),
-            "| figure | database | value | floor | floor value | ratio (range over rounds) | goal | result |",
-            "|---|---|---:|---|---:|---:|---|---|",
-        ]
-        for result in (r for r in results if r.scenario == scenario):
-            goal, verdict = _goal(result)
-            lines.append(
-                f"| {result.name} | {result.database} | {_number(result.value, result.unit)} | {result.floor_name} "
-                f"| {_number(result.floor_value, result.unit)} | {_ratio(result)} | {goal} | {verdict} |"
-            )
-        lines.append("")
-        lines += [f"- {note}" for note in notes.get(scenario, [])]
-        lines.append("")
+        lines += _scenario_section(scenario, results, notes, titles)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _scenario_section(
+    scenario: str,
+    results: list[Result],
+    notes: dict[str, list[str]],
+    titles: dict[str, str] | None,
+    *,
+    measured: str = "",
+) -> list[str]:
+    lines = [
+        f"## {scenario}",
+        "",
+        *([(titles or {})[scenario], ""] if (titles or {}).get(scenario) else []),
+        *([measured, ""] if measured else []),
+        "| figure | database | value | floor | floor value | ratio (range over rounds) | goal | result |",
+        "|---|---|---:|---|---:|---:|---|---|",
+    ]
+    for result in (r for r in results if r.scenario == scenario):
+        goal, verdict = _goal(result)
+        lines.append(
+            f"| {result.name} | {result.database} | {_number(result.value, result.unit)} | {result.floor_name} "
+            f"| {_number(result.floor_value, result.unit)} | {_ratio(result)} | {goal} | {verdict} |"
+        )
+    lines.append("")
+    lines += [f"- {note}" for note in notes.get(scenario, [])]
+    lines.append("")
+    return lines
+
+
+def update_sections(
+    page: str,
+    *,
+    date: str,
+    machine: dict[str, Any],
+    results: list[Result],
+    notes: dict[str, list[str]],
+    results_file: str,
+    titles: dict[str, str] | None = None,
+) -> str:
+    """The page with the sections of the scenarios just run replaced (or appended).
+
+    A partial run (`bench/run.py --only NAME --update-page`) says in its own section when and
+    under what load it was measured, since the page's machine header belongs to the last full run.
+    """
+    busy = " — **the machine was busy**, figures noisy" if is_busy(machine) else ""
+    measured = (
+        f"Measured on its own on {date} (`bench/run.py --only {{name}} --update-page`; load average at the "
+        f"start: {_loads(machine.get('load_average_at_start'))}{busy}; raw results: `{results_file}`)."
+    )
+    sections = _split_sections(page)
+    for scenario in dict.fromkeys(result.scenario for result in results):
+        body = _scenario_section(
+            scenario, results, notes, titles, measured=measured.replace("{name}", scenario)
+        )
+        sections[f"## {scenario}"] = "\n".join(body).rstrip() + "\n"
+    return "\n".join(text.rstrip() + "\n" for text in sections.values()).rstrip() + "\n"
+
+
+def _split_sections(page: str) -> dict[str, str]:
+    """Top-level "## " sections in page order; the text before the first is keyed "" ."""
+    sections: dict[str, str] = {}
+    key = ""
+    current: list[str] = []
+    for line in page.splitlines():
+        if line.startswith("## "):
+            sections[key] = "\n".join(current)
+            key, current = line.strip(), []
+        current.append(line)
+    sections[key] = "\n".join(current)
+    return sections

@@ -71,6 +71,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (16)")
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
     parser.add_argument("--no-write", action="store_true", help="print the results; do not rewrite the page")
+    parser.add_argument(
+        "--update-page",
+        action="store_true",
+        help="with --only: replace (or add) these scenarios' sections of the page, each dated",
+    )
     return parser.parse_args()
 
 
@@ -152,6 +157,24 @@ def main() -> int:
     if failures:
         print("bench: docs/benchmarks.md not rewritten because a scenario failed", file=sys.stderr)
         return 1
+    titles = {
+        name: (module.__doc__ or "").strip().splitlines()[0] for name, module in scenarios if module.__doc__
+    }
+    if arguments.only and arguments.update_page and not arguments.no_write:
+        DOCS_PAGE.write_text(
+            report.update_sections(
+                DOCS_PAGE.read_text(encoding="utf-8") if DOCS_PAGE.exists() else report.INTRO,
+                date=date,
+                machine=context.machine,
+                results=results,
+                notes=context.notes,
+                titles=titles,
+                results_file=str(results_file.relative_to(REPO_ROOT)),
+            ),
+            encoding="utf-8",
+        )
+        print(f"updated the sections of {', '.join(arguments.only)} in {DOCS_PAGE.relative_to(REPO_ROOT)}")
+        return 0
     if arguments.only or arguments.no_write:
         print("docs/benchmarks.md not rewritten (a partial run)")
         return 0
@@ -163,11 +186,7 @@ def main() -> int:
             results=results,
             notes=context.notes,
             skipped=skipped,
-            titles={
-                name: (module.__doc__ or "").strip().splitlines()[0]
-                for name, module in scenarios
-                if module.__doc__
-            },
+            titles=titles,
             results_file=str(results_file.relative_to(REPO_ROOT)),
         ),
         encoding="utf-8",

@@ -1,0 +1,1 @@
+"""Huey tasks for dedup: thin wrappers over kehu.dataops.services."""

@@ -1,0 +1,1 @@
+"""Huey tasks for exports: thin wrappers over kehu.dataops.services."""

@@ -1,0 +1,1 @@
+"""Huey tasks for imports: thin wrappers over kehu.dataops.services."""

@@ -1,0 +1,1 @@
+"""Huey tasks for merges: thin wrappers over kehu.dataops.services."""
