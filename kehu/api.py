@@ -132,8 +132,9 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 api.add_router("/", core_router)
 api.add_router("/", accounts_router)
+# Before the customers router, whose /customers/{code} would catch /customers/duplicates-check.
+api.add_router("/", dataops_router)
 api.add_router("/", customers_router)
 api.add_router("/", selfservice_router)
 api.add_router("/", loyalty_router)
 api.add_router("/", commerce_router)
-api.add_router("/", dataops_router)

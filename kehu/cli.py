@@ -23,6 +23,10 @@ VERBS = {
     "cards": "membership cards: issue, show, freeze, unfreeze, replace, top-up",
     "ledger": "the books: reconcile balances with their entries, liability report",
     "orders": "orders: add, show, refund",
+    "import": "import customers, cards, orders or interactions from CSV or XLSX; undo an import",
+    "export": "export customers, cards or orders to CSV or XLSX",
+    "dedup": "duplicate customers: scan, list, merge, undo",
+    "quality": "data-quality report: completeness, invalid values, stale records",
     "check": "check settings, database, queue and keys",
     "manage": "run any Django management command",
 }

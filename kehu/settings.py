@@ -45,6 +45,16 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from error
 
 
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -274,6 +284,25 @@ if CARD_CANCEL_REFUND not in {"paid_only", "all", "none"}:
     raise ValueError(f"KEHU_CARD_CANCEL_REFUND must be paid_only, all or none, got {CARD_CANCEL_REFUND!r}")
 # Tiers follow spend or points over this many trailing days.
 TIER_WINDOW_DAYS = env_int("KEHU_TIER_WINDOW_DAYS", 365)
+
+# --- Data operations (imports, exports, duplicates, data quality) ---------------------------
+# An import commits this many rows per transaction (its resume checkpoint moves with each).
+IMPORT_BATCH_ROWS = env_int("KEHU_IMPORT_BATCH_ROWS", 5000)
+# Processes that validate and prepare rows during a big import (0: one per core, at most 4).
+IMPORT_WORKERS = env_int("KEHU_IMPORT_WORKERS", 0)
+# Exports up to this many rows download in the request; bigger ones run as a background job.
+EXPORT_DIRECT_MAX_ROWS = env_int("KEHU_EXPORT_DIRECT_MAX_ROWS", 5000)
+# A background export's download link works this many hours.
+EXPORT_LINK_HOURS = env_int("KEHU_EXPORT_LINK_HOURS", 24)
+# The data-quality report calls a record stale after this many months without an update.
+QUALITY_STALE_MONTHS = env_int("KEHU_QUALITY_STALE_MONTHS", 12)
+# Customers who spent (net) or hold at least this much, in fen, are "high value" for verification.
+QUALITY_HIGH_VALUE_FEN = env_int("KEHU_QUALITY_HIGH_VALUE_FEN", 1_000_000)
+# Duplicate candidates score at least this (0–1); chosen on the labelled benchmark
+# (docs/benchmarks.md, dedup): precision 1.0, recall 0.95 there.
+DEDUP_THRESHOLD = env_float("KEHU_DEDUP_THRESHOLD", 0.6)
+# Pairs at or above this score, with no conflicting field, may be merged without review.
+AUTO_MERGE_THRESHOLD = env_float("KEHU_AUTO_MERGE_THRESHOLD", 0.97)
 
 # --- Encryption -----------------------------------------------------------------------------
 # "id:base64key,id:base64key"; the first key encrypts, all of them decrypt. Without it the keys

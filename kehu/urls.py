@@ -15,5 +15,6 @@ urlpatterns = [
     path("", include("kehu.loyalty.urls")),
     path("", include("kehu.commerce.urls")),
     path("data/", include("kehu.dataops.urls")),
+    path("", include("kehu.engagement.urls")),
     path("", include("kehu.web.urls")),
 ]

@@ -74,6 +74,15 @@ COUNTED_MODELS = (
     "loyalty.Coupon",
     "commerce.Order",
     "commerce.Refund",
+    "dataops.ImportJob",
+    "dataops.ImportRowError",
+    "dataops.ImportedRecord",
+    "dataops.MappingTemplate",
+    "dataops.ExportJob",
+    "dataops.DedupScan",
+    "dataops.DuplicatePair",
+    "dataops.Merge",
+    "engagement.Interaction",
 )
 
 

@@ -342,6 +342,9 @@ class EventKind(models.TextChoices):
     COUPON_ISSUED = "coupon_issued", pgettext_lazy("timeline event", "Coupon issued")
     ORDER_PLACED = "order_placed", pgettext_lazy("timeline event", "Order")
     ORDER_REFUNDED = "order_refunded", pgettext_lazy("timeline event", "Refund")
+    MERGED = "merged", pgettext_lazy("timeline event", "Customers merged")
+    UNMERGED = "unmerged", pgettext_lazy("timeline event", "Merge undone")
+    INTERACTION = "interaction", pgettext_lazy("timeline event", "Interaction")
 
 
 class CustomerEvent(models.Model):

@@ -19,6 +19,10 @@ NAVIGATION = [
     ("loyalty:card_type_list", _("Card types"), "card_types.view"),
     ("commerce:product_list", _("Products"), "products.view"),
     ("loyalty:ledger_report", _("Liabilities"), "ledger.view"),
+    ("dataops:import_list", _("Imports"), "imports.view"),
+    ("dataops:export_list", _("Exports"), "customers.export"),
+    ("dataops:merge_queue", _("Duplicates"), "duplicates.view"),
+    ("dataops:quality_report", _("Data quality"), "data_quality.view"),
     ("web:user_list", _("Users"), "users.view"),
     ("web:department_list", _("Departments"), "departments.view"),
     ("web:role_list", _("Roles"), "roles.view"),
@@ -50,6 +54,10 @@ ENTRY_VIEWS = {
     "commerce:pos": ("pos",),
     "commerce:order_list": ("order_", "customer_orders"),
     "commerce:product_list": ("product_", "category_"),
+    "dataops:import_list": ("import_",),
+    "dataops:export_list": ("export_",),
+    "dataops:merge_queue": ("merge_", "dedup_"),
+    "dataops:quality_report": ("quality_",),
 }
 
 

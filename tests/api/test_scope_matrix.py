@@ -11,6 +11,8 @@ from kehu.core.models import AuditEvent
 from tests.commerce.test_api_matrix import COMMERCE_ENDPOINTS
 from tests.customers.test_api import CUSTOMER_ENDPOINTS
 from tests.customers.test_selfservice_matrix import SELF_SERVICE_ENDPOINTS
+from tests.dataops.test_api_matrix import DATAOPS_ENDPOINTS
+from tests.dataops.test_merge_api_matrix import MERGE_ENDPOINTS
 from tests.factories import TEST_PASSWORD, DepartmentFactory, RoleFactory, UserFactory
 from tests.loyalty.test_api_cards_matrix import LOYALTY_ENDPOINTS
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, ScopeVariant, World, run_case, scope_cases
@@ -448,6 +450,8 @@ def test_every_api_operation_is_in_the_matrix():
             SELF_SERVICE_ENDPOINTS,
             LOYALTY_ENDPOINTS,
             COMMERCE_ENDPOINTS,
+            DATAOPS_ENDPOINTS,
+            MERGE_ENDPOINTS,
         )
         for endpoint in endpoints
     }

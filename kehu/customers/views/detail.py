@@ -178,6 +178,10 @@ def _detail_fields() -> list[tuple[str, str, str]]:
         ("to_type", pgettext("timeline detail", "To card type"), _PLAIN),
         ("order", pgettext("timeline detail", "Order"), _PLAIN),
         ("refund", pgettext("timeline detail", "Refund"), _PLAIN),
+        ("subject", pgettext("timeline detail", "Subject"), _PLAIN),
+        ("into", pgettext("timeline detail", "Merged into"), _PLAIN),
+        ("merged", pgettext("timeline detail", "Customers merged in"), _PLAIN),
+        ("restored", pgettext("timeline detail", "Customers restored"), _PLAIN),
         ("total", pgettext("timeline detail", "Total"), _MONEY),
         ("amount", pgettext("timeline detail", "Amount"), _MONEY),
         ("paid", pgettext("timeline detail", "Paid"), _MONEY),
@@ -215,8 +219,12 @@ def _event_details(kind: str, data: dict[str, Any], tier_names: dict[str, str]) 
             continue
         if key == "refund" and kind == EventKind.CARD_CANCELLED:
             shown_as, label = _MONEY, pgettext("timeline detail", "Refunded")
+        if key == "from" and kind == EventKind.UNMERGED:
+            shown_as, label = _PLAIN, pgettext("timeline detail", "Separated from")
         if shown_as == _MONEY and not (counts_not_money and key in {"amount", "balance"}):
             text = f"¥{value}"
+        elif isinstance(value, list):
+            text = ", ".join(str(item) for item in value)
         elif shown_as == _TIER:
             text = tier_names.get(str(value), str(value))
         else:

@@ -1,0 +1,367 @@
+"""The import engine: read, validate in worker processes, write in batches with a checkpoint.
+
+One batch = one transaction holding the handler's writes, the batch's ``ImportRowError`` rows
+and the job's counters, ``rows_processed`` included. A run killed at any moment therefore left
+either all of a batch or none of it, and the next run skips exactly the rows already counted:
+every row is handled once (the conditional UPDATE of the checkpoint also refuses a second
+runner of the same job).
+
+Workers are forked processes running the handler's pure ``validate`` on chunks of raw rows; the
+main process reads the file and writes. A bounded window of chunks in flight keeps memory flat:
+``Pool.imap`` would read the whole file ahead into its task queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from kehu.core.audit import audit_record
+from kehu.core.errors import Conflict
+from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
+from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
+
+# Files with fewer rows are validated in the main process: forking workers would cost more than
+# it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
+SMALL_IMPORT_ROWS: Final = 10_000
+# A job whose runner has not written a heartbeat for this long is taken to be dead.
+STALE_AFTER_SECONDS: Final = 120
+# Rows kept per column in the summary's examples.
+ERROR_EXAMPLES: Final = 3
+# Error texts are cut to the column's length.
+REASON_MAX: Final = 500
+
+
+class ImportBusy(Conflict):
+    code = "import_running"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run is: for the progress bar (UI, CLI)."""
+
+    rows_processed: int
+    rows_total: int | None
+    rows_per_second: float
+    seconds_left: float | None
+
+    @property
+    def percent(self) -> int:
+        if not self.rows_total:
+            return 0
+        return min(100, int(self.rows_processed * 100 / self.rows_total))
+
+
+def job_progress(job: ImportJob) -> Progress:
+    """Rate over this run (from ``options["run_from_row"]`` at ``started_at``) and time left."""
+    rate = 0.0
+    started_rows = int(job.options.get("run_from_row", 0))
+    if job.started_at and job.heartbeat_at and job.heartbeat_at > job.started_at:
+        seconds = (job.heartbeat_at - job.started_at).total_seconds()
+        rate = max(0, job.rows_processed - started_rows) / seconds if seconds > 0 else 0.0
+    left = None
+    if job.rows_total is not None and rate > 0:
+        left = max(0, job.rows_total - job.rows_processed) / rate
+    return Progress(job.rows_processed, job.rows_total, rate, left)
+
+
+def stored_file(job: ImportJob) -> Path:
+    return Path(settings.DATA_DIR) / job.stored_path
+
+
+# --- worker side ----------------------------------------------------------------------------------
+# Set in the main process before the pool forks; the workers read their copy.
+_WORKER: dict[str, Any] = {}
+
+RawRow = tuple[int, list[str], str, str]
+# (row number, validated value or None, [(column header, reason)])
+Checked = tuple[int, Any, list[tuple[str, str]]]
+
+
+def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
+    """Target key → the header(s) of the column(s) mapped to it, for error messages."""
+    names: dict[str, list[str]] = {}
+    for index, key in sorted(mapping.items(), key=lambda item: int(item[0])):
+        position = int(index)
+        if position < len(headers):
+            names.setdefault(key, []).append(headers[position] or f"#{position + 1}")
+    return {key: " / ".join(columns) for key, columns in names.items()}
+
+
+def _check_chunk(chunk: list[RawRow]) -> list[Checked]:
+    """Map and validate raw rows (in a worker, or in the main process without workers)."""
+    handler: RowHandler = _WORKER["handler"]
+    state = _WORKER["state"]
+    mapping: list[tuple[int, str]] = _WORKER["mapping"]
+    columns: dict[str, str] = _WORKER["columns"]
+    checked: list[Checked] = []
+    for number, cells, problem, problem_column in chunk:
+        if problem:
+            checked.append((number, None, [(problem_column, problem)]))
+            continue
+        values: dict[str, str] = {}
+        for position, key in mapping:
+            if position >= len(cells):
+                continue
+            cell = cells[position].strip()
+            if not cell:
+                continue
+            values[key] = f"{values[key]}\n{cell}" if key in values else cell
+        validated, errors = handler.validate(values, state)
+        checked.append(
+            (
+                number,
+                validated if not errors else None,
+                [(columns.get(e.column_key, ""), e.reason) for e in errors],
+            )
+        )
+    return checked
+
+
+# --- main process ---------------------------------------------------------------------------------
+def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[RawRow]]:
+    chunk: list[RawRow] = []
+    for row in rows:
+        chunk.append((row.number, row.values, row.problem, row.problem_column))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _checked_batches(chunks: Iterator[list[RawRow]], workers: int) -> Iterator[list[Checked]]:
+    """Validated chunks in file order, from ``workers`` forked processes (0: in this process)."""
+    if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            yield _check_chunk(chunk)
+        return
+    context = multiprocessing.get_context("fork")
+    window = workers * 2
+    with context.Pool(processes=workers) as pool:
+        pending: deque[Any] = deque()
+
+        def fill() -> None:
+            while len(pending) < window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                pending.append(pool.apply_async(_check_chunk, (chunk,)))
+
+        fill()
+        while pending:
+            result = pending.popleft().get()
+            fill()
+            yield result
+
+
+def _runner_alive(job: ImportJob) -> bool:
+    runner = job.options.get("runner") or {}
+    if not job.heartbeat_at or (timezone.now() - job.heartbeat_at).total_seconds() > STALE_AFTER_SECONDS:
+        return False
+    if runner.get("host") == socket.gethostname():
+        pid = int(runner.get("pid", 0))
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError, OverflowError):
+            return False
+    return True
+
+
+def _claim(job: ImportJob, *, dry_run: bool) -> ImportJob:
+    """Mark the job as run by this process; resume a real run that was cut short."""
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status in (ImportStatus.RUNNING, ImportStatus.CHECKING) and _runner_alive(locked):
+            raise ImportBusy(
+                _("This import is already running (process %(pid)s).")
+                % {"pid": locked.options.get("runner", {}).get("pid")}
+            )
+        if locked.status in (ImportStatus.DONE, ImportStatus.UNDONE):
+            raise Conflict(_("This import has finished; upload the file again to import it once more."))
+        wrote_rows = not locked.is_dry_run and locked.rows_processed > 0
+        if dry_run and wrote_rows:
+            raise Conflict(_("This import has already written rows; resume it instead of checking it again."))
+        resuming = (
+            not dry_run
+            and not locked.is_dry_run
+            and locked.status in (ImportStatus.RUNNING, ImportStatus.FAILED, ImportStatus.QUEUED)
+            and locked.rows_processed > 0
+        )
+        if not resuming:
+            ImportRowError.objects.filter(job=locked).delete()
+            locked.rows_processed = 0
+            locked.rows_created = locked.rows_updated = locked.rows_skipped = locked.rows_failed = 0
+            locked.errors_by_column = {}
+        locked.is_dry_run = dry_run
+        locked.status = ImportStatus.CHECKING if dry_run else ImportStatus.RUNNING
+        locked.message = ""
+        locked.started_at = timezone.now()
+        locked.heartbeat_at = locked.started_at
+        locked.finished_at = None
+        locked.options = {
+            **locked.options,
+            "runner": {"host": socket.gethostname(), "pid": os.getpid()},
+            "run_from_row": locked.rows_processed,
+        }
+        locked.save()
+        return locked
+
+
+def import_run(
+    *,
+    job: ImportJob,
+    dry_run: bool = False,
+    workers: int | None = None,
+    on_progress: Callable[[ImportJob], None] | None = None,
+    batch_rows: int | None = None,
+) -> ImportJob:
+    """Run (or resume) an import or its dry run to the end; returns the finished job.
+
+    ``workers`` defaults to the number of cores; 0 validates in this process. A dry run writes
+    nothing but the row errors and the totals.
+    """
+    from kehu.dataops.services.readers import count_rows, inspect_file, iter_rows
+
+    handler = get_handler(job.kind)
+    job = _claim(job, dry_run=dry_run)
+    actor = job.created_by
+    language = job.options.get("language") or settings.LANGUAGE_CODE
+    with translation.override(language):
+        try:
+            path = stored_file(job)
+            info = inspect_file(path, file_name=job.file_name)
+            if job.rows_total is None:
+                job.rows_total = count_rows(path, info)
+                job.save(update_fields=["rows_total"])
+            context = ImportContext(
+                job=job, actor=actor, match_mode=job.match_mode, options=dict(job.options), dry_run=dry_run
+            )
+            mapping = sorted((int(index), key) for index, key in job.mapping.items() if key)
+            _WORKER.update(
+                handler=handler,
+                state=handler.prepare_context(context),
+                mapping=mapping,
+                columns=_column_headers(list(info.headers), job.mapping),
+            )
+            session = getattr(handler, "session", None)
+            with session(context) if session else contextlib.nullcontext():
+                rows = iter_rows(path, info, skip=job.rows_processed)
+                size = batch_rows or settings.IMPORT_BATCH_ROWS
+                if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
+                    workers = 0
+                for checked in _checked_batches(_chunks(rows, size), _worker_count(workers)):
+                    _write_batch(job, handler, context, checked)
+                    if on_progress is not None:
+                        on_progress(job)
+                finish = getattr(handler, "finish", None)
+                if finish is not None and not dry_run:
+                    finish(context)
+        except BaseException as error:
+            _fail(job, error)
+            raise
+        finally:
+            _WORKER.clear()
+        job.status = ImportStatus.CHECKED if dry_run else ImportStatus.DONE
+        job.finished_at = timezone.now()
+        with transaction.atomic():
+            job.save(update_fields=["status", "finished_at"])
+            audit_record(
+                actor=actor,
+                action="import.check" if dry_run else "import.run",
+                target=job,
+                after={
+                    "kind": job.kind,
+                    "file_name": job.file_name,
+                    "match_mode": job.match_mode,
+                    "rows": job.rows_processed,
+                    "created": job.rows_created,
+                    "updated": job.rows_updated,
+                    "skipped": job.rows_skipped,
+                    "failed": job.rows_failed,
+                },
+            )
+    return job
+
+
+def _worker_count(workers: int | None) -> int:
+    if workers is not None:
+        return workers
+    if settings.IMPORT_WORKERS > 0:
+        return int(settings.IMPORT_WORKERS)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _fail(job: ImportJob, error: BaseException) -> None:
+    message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    with contextlib.suppress(Exception):
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.FAILED, message=str(message)[:2000], finished_at=timezone.now()
+        )
+
+
+def _write_batch(job: ImportJob, handler: RowHandler, context: ImportContext, checked: list[Checked]) -> None:
+    """One transaction: the handler's writes, the row errors and the checkpoint."""
+    valid = [(number, value) for number, value, errors in checked if not errors]
+    errors_by_row: dict[int, list[tuple[str, str]]] = {
+        number: errors for number, _v, errors in checked if errors
+    }
+    columns: dict[str, str] = _WORKER["columns"]
+    processed_before = job.rows_processed
+    with transaction.atomic():
+        outcome = None
+        if valid:
+            if context.dry_run:
+                # Whatever a handler writes in a dry run is undone; only its outcome counts.
+                savepoint = transaction.savepoint()
+                try:
+                    outcome = handler.write(valid, context)
+                finally:
+                    transaction.savepoint_rollback(savepoint)
+            else:
+                outcome = handler.write(valid, context)
+            for number, cell_errors in outcome.errors.items():
+                errors_by_row.setdefault(number, []).extend(
+                    (columns.get(error.column_key, ""), error.reason) for error in cell_errors
+                )
+        rows_errors = [
+            ImportRowError(job_id=job.pk, row_number=number, column=column[:255], reason=reason[:REASON_MAX])
+            for number in sorted(errors_by_row)
+            for column, reason in errors_by_row[number]
+        ]
+        if rows_errors:
+            ImportRowError.objects.bulk_create(rows_errors, batch_size=1000)
+        summary = dict(job.errors_by_column)
+        for column, _reason in (pair for errors in errors_by_row.values() for pair in errors):
+            summary[column or "—"] = summary.get(column or "—", 0) + 1
+        now = timezone.now()
+        updates = {
+            "rows_processed": processed_before + len(checked),
+            "rows_created": job.rows_created + (outcome.created if outcome else 0),
+            "rows_updated": job.rows_updated + (outcome.updated if outcome else 0),
+            "rows_skipped": job.rows_skipped + (outcome.skipped if outcome else 0),
+            "rows_failed": job.rows_failed + len(errors_by_row),
+            "errors_by_column": summary,
+            "heartbeat_at": now,
+        }
+        # The checkpoint moves only from the value this runner read: a second runner of the
+        # same job finds it moved, and its batch rolls back instead of counting rows twice.
+        moved = ImportJob.objects.filter(pk=job.pk, rows_processed=processed_before).update(**updates)
+        if moved != 1:
+            raise ImportBusy(_("Another process is running this import; this run stops."))
+    for key, value in updates.items():
+        setattr(job, key, value)
