@@ -215,13 +215,15 @@ def test_recording_is_refused_outside_scope_without_permission_or_with_bad_input
     assert interactions_state() == (0, 0)
 
 
-# --- the 360 page's interactions panel (mounted here until the lead adds it to kehu/urls.py) -------
+# --- the 360 page's interactions panel ---------------------------------------------------------
 
 
 def test_the_panel_lists_and_records_interactions(
     people: dict[str, Customer], make_user: Callable[..., User], web_client_as: Callable[[User], Client]
 ) -> None:
-    clerk = make_user(permissions=["customers.view", "interactions.view", "interactions.create"], scope="all")
+    clerk = make_user(
+        permissions=["customers.view", "interactions.view", "interactions.create"], scope="all", language="en"
+    )
     interaction_record(actor=None, customer=people["zhang"], kind="email", subject="账单", content="已发送")
     client = web_client_as(clerk)
     url = reverse("engagement:customer_interactions", args=[people["zhang"].code])
@@ -231,7 +233,7 @@ def test_the_panel_lists_and_records_interactions(
     assert 'data-testid="interaction-form"' in page.content.decode()
 
     create = reverse("engagement:interaction_create", args=[people["zhang"].code])
-    client.cookies.load({"csrftoken": "t" * 32})
+    client.cookies.load({"csrftoken": "t" * 32, "django_language": "en"})
     headers = {"HTTP_X_CSRFTOKEN": "t" * 32, "HTTP_HX_REQUEST": "true"}
     done = client.post(create, {"kind": "call", "subject": "预约", "content": "周五到店"}, **headers)
     assert done.status_code == 200

@@ -29,7 +29,9 @@ NOW = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(autouse=True)
-def english() -> Any:
+def english(settings: Any) -> Any:
+    # The API request below activates the default language, which the command then inherits.
+    settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
 
