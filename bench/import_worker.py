@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 
 def _peaks() -> dict[str, float]:
     return {
@@ -79,7 +81,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     writer = CustomerBulkWriter(creation_event_channel="import")
     rows = 0
     seconds = 0.0
-    chunks = pipeline._chunks(iter_rows(path, info), pipeline.BATCH_ROWS)
+    chunks = pipeline._chunks(iter_rows(path, info), settings.IMPORT_BATCH_ROWS)
     with writer.large_page_cache():
         for checked in pipeline._checked_batches(chunks, pipeline._worker_count(workers)):
             batch = PreparedBatch([], [], [], [], [], [])

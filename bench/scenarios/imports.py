@@ -1,4 +1,4 @@
-"""Import of a 1,000,000-row customer CSV end to end, against the same rows written by the database alone.
+"""Import of a customer CSV (1,000,000 rows unless KEHU_BENCH_IMPORT_ROWS says otherwise) end to end, against the same rows written by the database alone.
 
 The file (bench/import_dataset.py, cached in var/bench/) has Chinese headers, a valid mobile and
 a valid ID number on every row, an email on a third, an address and tags. The thing is the
