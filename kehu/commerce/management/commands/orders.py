@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.table import Table
 
+from kehu.accounts.management.acting import acting_user
 from kehu.accounts.models import User
 from kehu.commerce import selectors, services
 from kehu.commerce.models import PaymentMethod
@@ -220,17 +221,7 @@ class Command(BaseCommand):
 
     # --- helpers ----------------------------------------------------------------------------------
     def _actor(self, username: str | None) -> User:
-        if username:
-            user = User.objects.filter(username__iexact=username, is_active=True).first()
-            if user is None:
-                raise CommandError(_("No active user named %(name)s.") % {"name": repr(username)})
-            return user
-        admin = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
-        if admin is None:
-            raise CommandError(
-                _("No active administrator; create one (kehu createadmin) or pass --as USERNAME.")
-            )
-        return admin
+        return acting_user(username)
 
     def _print_order(self, shown: dict[str, Any], options: dict[str, Any]) -> None:
         if options["json"]:

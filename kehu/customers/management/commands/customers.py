@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.table import Table
 
+from kehu.accounts.management.acting import acting_user
 from kehu.accounts.models import User
 from kehu.core.errors import DomainError
 from kehu.core.permissions import ensure_permitted
@@ -197,17 +198,7 @@ class Command(BaseCommand):
 
     # --- helpers ----------------------------------------------------------------------------
     def _actor(self, username: str | None) -> User:
-        if username:
-            user = User.objects.filter(username__iexact=username, is_active=True).first()
-            if user is None:
-                raise CommandError(_("No active user named %(name)s.") % {"name": repr(username)})
-            return user
-        admin = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
-        if admin is None:
-            raise CommandError(
-                _("No active administrator; create one (kehu createadmin) or pass --as USERNAME.")
-            )
-        return admin
+        return acting_user(username)
 
     @staticmethod
     def _data(options: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from kehu.accounts.management.acting import acting_user
 from kehu.accounts.models import User
 from kehu.core.errors import DomainError
 from kehu.customers.selectors import CustomerFilters
@@ -61,17 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--until", default="", help="orders: to this local date (inclusive)")
 
     def _actor(self, username: str | None) -> User:
-        if username:
-            user = User.objects.filter(username__iexact=username, is_active=True).first()
-            if user is None:
-                raise CommandError(_("No active user named %(name)s.") % {"name": repr(username)})
-            return user
-        admin = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
-        if admin is None:
-            raise CommandError(
-                _("No active administrator; create one (kehu createadmin) or pass --as USERNAME.")
-            )
-        return admin
+        return acting_user(username)
 
     @staticmethod
     def _params(source: str, options: dict[str, Any]) -> dict[str, Any]:

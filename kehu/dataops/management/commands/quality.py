@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.table import Table
 
+from kehu.accounts.management.acting import acting_user
 from kehu.accounts.models import User
 from kehu.core.errors import DomainError
 from kehu.core.money import fen_to_str, to_fen
@@ -45,17 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--high-value", default=None, help="yuan spent or held (default 10000)")
 
     def _actor(self, username: str | None) -> User:
-        if username:
-            user = User.objects.filter(username__iexact=username, is_active=True).first()
-            if user is None:
-                raise CommandError(_("No active user named %(name)s.") % {"name": repr(username)})
-            return user
-        admin = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
-        if admin is None:
-            raise CommandError(
-                _("No active administrator; create one (kehu createadmin) or pass --as USERNAME.")
-            )
-        return admin
+        return acting_user(username)
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = self._actor(options["actor"])
