@@ -14,6 +14,7 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 from kehu import __version__
 from kehu.accounts.api import router as accounts_router
 from kehu.accounts.auth import ActiveSessionAuth, BearerTokenAuth
+from kehu.analytics.api import router as analytics_router
 from kehu.commerce.api import router as commerce_router
 from kehu.core.api import router as core_router
 from kehu.core.errors import DomainError
@@ -21,6 +22,7 @@ from kehu.customers.api import router as customers_router
 from kehu.customers.selfservice_api import router as selfservice_router
 from kehu.dataops.api import router as dataops_router
 from kehu.loyalty.api import router as loyalty_router
+from kehu.marketing.api import router as marketing_router
 
 api = NinjaAPI(
     title="Kehu API",
@@ -138,3 +140,5 @@ api.add_router("/", customers_router)
 api.add_router("/", selfservice_router)
 api.add_router("/", loyalty_router)
 api.add_router("/", commerce_router)
+api.add_router("/", analytics_router)
+api.add_router("/", marketing_router)

@@ -27,6 +27,11 @@ VERBS = {
     "export": "export customers, cards or orders to CSV or XLSX",
     "dedup": "duplicate customers: scan, list, merge, undo",
     "quality": "data-quality report: completeness, invalid values, stale records",
+    "metrics": "customer metrics (RFM, activity, lifecycle): refresh",
+    "clv": "customer lifetime value: fit BG/NBD + Gamma-Gamma and score customers",
+    "churn": "churn risk: train the classifier and score customers",
+    "recommendations": "product recommendations: build and evaluate",
+    "segments": "customer segments: list, count, export",
     "check": "check settings, database, queue and keys",
     "manage": "run any Django management command",
 }

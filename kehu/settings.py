@@ -127,6 +127,8 @@ INSTALLED_APPS = [
     "kehu.commerce",
     "kehu.engagement",
     "kehu.dataops",
+    "kehu.analytics",
+    "kehu.marketing",
     "kehu.ops",
     "kehu.web",
 ]

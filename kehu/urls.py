@@ -15,6 +15,8 @@ urlpatterns = [
     path("", include("kehu.loyalty.urls")),
     path("", include("kehu.commerce.urls")),
     path("data/", include("kehu.dataops.urls")),
+    path("analytics/", include("kehu.analytics.urls")),
+    path("segments/", include("kehu.marketing.urls")),
     path("", include("kehu.engagement.urls")),
     path("", include("kehu.web.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Huey jobs of the analytics dashboards area: thin wrappers over services."""

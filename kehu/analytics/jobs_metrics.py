@@ -1,0 +1,1 @@
+"""Huey jobs of the analytics metrics area: thin wrappers over services."""

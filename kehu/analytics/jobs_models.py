@@ -1,0 +1,1 @@
+"""Huey jobs of the analytics models area: thin wrappers over services."""

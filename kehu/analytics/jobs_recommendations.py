@@ -1,0 +1,1 @@
+"""Huey jobs of the analytics recommendations area: thin wrappers over services."""

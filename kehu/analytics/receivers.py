@@ -1,0 +1,1 @@
+"""Subscriptions to other apps' domain signals (connected in AnalyticsConfig.ready)."""
