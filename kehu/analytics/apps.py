@@ -8,7 +8,7 @@ class AnalyticsConfig(AppConfig):
     verbose_name = _("Analytics")
 
     def ready(self) -> None:
-        from kehu.analytics import receivers  # noqa: F401 -- connects the signal receivers
+        from kehu.analytics import receivers, receivers_dashboards  # noqa: F401 -- connect the receivers
         from kehu.core.permissions import register_resource
 
         # view: dashboards, metrics and model reports (in the user's data scope);

@@ -1,0 +1,1 @@
+"""Dashboard subscriptions to other apps' domain signals (connected in AnalyticsConfig.ready)."""
