@@ -83,6 +83,15 @@ COUNTED_MODELS = (
     "dataops.DuplicatePair",
     "dataops.Merge",
     "engagement.Interaction",
+    "analytics.CustomerMetrics",
+    "analytics.MetricsRun",
+    "analytics.AnalyticsSettings",
+    "analytics.ModelFit",
+    "analytics.ProductAffinity",
+    "analytics.DailyStats",
+    "analytics.CohortCell",
+    "marketing.Segment",
+    "marketing.SegmentMember",
 )
 
 

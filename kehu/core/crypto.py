@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import os
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -40,12 +39,18 @@ class Keyring:
     keys: dict[str, bytes]
     blind_index_key: bytes
     source: str  # "environment" or the key file's path
+    # Building an AESGCM object costs about as much as sealing a short value; one per key.
+    _ciphers: dict[str, AESGCM] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers[key_id] = AESGCM(self.keys[key_id])
+        return cipher
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.primary_id]).encrypt(
-            nonce, plaintext.encode("utf-8"), context.encode()
-        )
+        sealed = self._cipher(self.primary_id).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
         encoded = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{CIPHERTEXT_VERSION}:{self.primary_id}:{encoded}"
 
@@ -56,7 +61,7 @@ class Keyring:
             raise KeyringError(f"no key with id {key_id!r} to decrypt a value of {context}")
         try:
             raw = base64.urlsafe_b64decode(payload.encode("ascii"))
-            plaintext = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
+            plaintext = self._cipher(key_id).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except (InvalidTag, ValueError, binascii.Error) as error:
             raise KeyringError(f"a stored value of {context} does not decrypt (damaged or moved)") from error
         return plaintext.decode("utf-8")
@@ -160,6 +165,10 @@ _cached: Keyring | None = None
 def load_keyring(*, refresh: bool = False) -> Keyring:
     """The process-wide keyring; ``refresh`` re-reads it (after a rotation by another process)."""
     global _cached
+    cached = _cached
+    if cached is not None and not refresh:
+        # The common case needs no lock: the reference is replaced whole, never mutated.
+        return cached
     with _lock:
         if _cached is not None and not refresh:
             return _cached
@@ -191,7 +200,5 @@ def blind_index(value: str, *, purpose: str) -> str:
     ``purpose`` separates the digests of different kinds of data, so equal strings in two
     columns (a phone and an ID number) do not produce linkable indexes. 128 bits, hex.
     """
-    digest = hmac.new(
-        load_keyring().blind_index_key, f"{purpose}\x00{value}".encode(), hashlib.sha256
-    ).hexdigest()
-    return digest[:32]
+    # hmac.digest is the one-shot C path: several times faster than hmac.new(...).hexdigest().
+    return hmac.digest(load_keyring().blind_index_key, f"{purpose}\x00{value}".encode(), "sha256")[:16].hex()

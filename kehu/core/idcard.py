@@ -12,6 +12,7 @@ Masking for display is kehu.core.masking.mask_id_number (region prefix + last 4)
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import unicodedata
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -83,9 +84,9 @@ class IdNumber:
 
 def check_character(first_17_digits: str) -> str:
     """The ISO 7064 MOD 11-2 check character for the first 17 digits of an ID number."""
-    weighted_sum = sum(
-        int(digit) * weight for digit, weight in zip(first_17_digits, CHECK_WEIGHTS, strict=True)
-    )
+    if len(first_17_digits) != len(CHECK_WEIGHTS):
+        raise ValueError("the check character needs exactly 17 digits")
+    weighted_sum = sum(map(operator.mul, map(int, first_17_digits), CHECK_WEIGHTS))
     return CHECK_CHARACTERS[weighted_sum % 11]
 
 

@@ -274,7 +274,11 @@ def search_keys(name: str) -> set[str]:
     The Han name itself is indexed separately, so it is not repeated here. A name without
     letters (empty, or only punctuation) has no keys.
     """
-    reading = name_pinyin(name)
+    return reading_search_keys(name_pinyin(name))
+
+
+def reading_search_keys(reading: NamePinyin) -> set[str]:
+    """:func:`search_keys` for a name whose reading the caller already has (bulk writes)."""
     keys = _keys_for(reading.syllables, reading.surname_syllables)
     if "v" in reading.full:
         with_u = tuple(_U_FOR_V.get(syllable, syllable) for syllable in reading.syllables)

@@ -26,7 +26,7 @@ from django.db import connections, models, transaction
 from django.utils import timezone
 
 from kehu.core import crypto
-from kehu.core.pinyin import name_pinyin, search_keys
+from kehu.core.pinyin import name_pinyin, reading_search_keys
 from kehu.core.sequences import reserve_numbers
 from kehu.customers.models import (
     CODE_SEQUENCE,
@@ -245,6 +245,10 @@ class PreparedBatch:
         return len(self.customers)
 
 
+# Read once: an enum member's .value goes through a descriptor on every access.
+_CREATED: str = EventKind.CREATED.value
+
+
 class CustomerBatchPreparer:
     """Computes the stored form of :class:`CustomerRow` objects for one database vendor.
 
@@ -263,7 +267,9 @@ class CustomerBatchPreparer:
     def _datetime(self, value: dt.datetime) -> Any:
         if self.vendor == "sqlite":
             # What the ORM stores on SQLite: naive UTC text (DatabaseOperations.adapt_datetimefield_value).
-            return str(value.astimezone(dt.UTC).replace(tzinfo=None))
+            if value.tzinfo is not dt.UTC:
+                value = value.astimezone(dt.UTC)
+            return str(value.replace(tzinfo=None))
         return value
 
     def _date(self, value: dt.date | None) -> Any:
@@ -275,7 +281,7 @@ class CustomerBatchPreparer:
         encrypt = crypto.encrypt
         blind_index = crypto.blind_index
         stored_now = self._datetime(timezone.now())
-        empty_json = json.dumps({})
+        empty_json = "{}"
         batch = PreparedBatch([], [], [], [], [], [])
         for offset, row in enumerate(rows):
             reading = name_pinyin(row.name)
@@ -287,7 +293,7 @@ class CustomerBatchPreparer:
                     row.name,
                     reading.full,
                     reading.initials,
-                    " ".join(sorted(search_keys(row.name))),
+                    " ".join(sorted(reading_search_keys(reading))),
                     row.gender,
                     self._date(birthday),
                     birthday.month * 100 + birthday.day if birthday else None,
@@ -357,7 +363,7 @@ class CustomerBatchPreparer:
                     (
                         offset,
                         created_at,
-                        EventKind.CREATED.value,
+                        _CREATED,
                         row.created_by_id,
                         self.creation_event_channel,
                         empty_json,

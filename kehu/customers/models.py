@@ -119,6 +119,9 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="owned_customers",
+        # customer_owner_idx (owner, id) serves every lookup by owner; a second index only
+        # slows each insert.
+        db_index=False,
     )
     department = models.ForeignKey(
         "accounts.Department",
@@ -127,6 +130,7 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="customers",
+        db_index=False,  # covered by customer_department_idx (department, id)
     )
     notes = models.TextField(_("notes"), blank=True, default="")
     custom_fields = models.JSONField(_("custom fields"), default=dict, blank=True)
@@ -187,8 +191,12 @@ class Customer(models.Model):
 
 
 class CustomerTag(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tag_links")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_links")
+    # Both lookups are served by the composite indexes below (customer, tag) and (tag, customer);
+    # single-column indexes would only slow the bulk writes of imports.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="tag_links", db_index=False
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_links", db_index=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["customer", "tag"], name="customer_tag_unique")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.utils import translation
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kehu.core.emails import normalise_email
@@ -125,3 +125,116 @@ def test_any_text_is_either_an_address_or_a_validation_error(raw):
         assert len(refused.fields["email"]) == 1
         return
     assert address.count("@") == 1
+
+
+# --- the plain-ASCII fast path agrees with email-validator -------------------------------------
+_LOCAL_CHARACTERS = "abcXYZ019_+-.!#%&'*/=?^`{|}~\"(),:;<>@[\\] "
+_DOMAIN_CHARACTERS = "abcXYZ019-._"
+_LABELS = [
+    "com",
+    "cn",
+    "org",
+    "local",
+    "localhost",
+    "test",
+    "arpa",
+    "invalid",
+    "onion",
+    "x",
+    "中国",
+    "xn--fiqs8s",
+    "123",
+]
+
+
+@st.composite
+def address_like(draw):
+    # Half the local parts come from the fast path's own alphabet, so that many addresses are
+    # accepted by it and compared; the rest probe its edges.
+    alphabet = draw(st.sampled_from([_LOCAL_CHARACTERS, "abcXYZ019_+-."]))
+    local = draw(st.text(alphabet=alphabet, min_size=0, max_size=70))
+    labels = draw(
+        st.lists(
+            st.one_of(
+                st.text(alphabet="abcXYZ019-", min_size=1, max_size=12),
+                st.text(alphabet=_DOMAIN_CHARACTERS, min_size=0, max_size=66),
+                st.sampled_from(_LABELS),
+            ),
+            min_size=0,
+            max_size=4,
+        )
+    )
+    top = draw(
+        st.one_of(
+            st.sampled_from(["com", "cn", "COM", "org", *_LABELS]),
+            st.text(alphabet="abcXYZ019-", max_size=64),
+        )
+    )
+    return f"{local}@{'.'.join([*labels, top])}"
+
+
+def _library_form(text):
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+@settings(max_examples=1000)
+@given(address_like())
+def test_the_fast_path_accepts_only_what_email_validator_accepts_and_normalises_alike(text):
+    from kehu.core.emails import _plain_address
+
+    fast = _plain_address(text)
+    event("fast path" if fast is not None else "library")
+    if fast is not None:
+        assert fast == _library_form(text)
+
+
+@settings(max_examples=500)
+@given(st.from_regex(r"[A-Za-z0-9_+.-]{1,66}@([A-Za-z0-9-]{1,64}\.){1,3}[A-Za-z0-9]{1,64}", fullmatch=True))
+def test_near_plain_addresses_agree_with_email_validator(text):
+    from kehu.core.emails import _plain_address
+
+    fast = _plain_address(text)
+    event("fast path" if fast is not None else "library")
+    if fast is not None:
+        assert fast == _library_form(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "zhang.san@example.com",
+        "Zhang.San@Example.COM.CN",
+        "a+b_c-d@sub-domain.example.org",
+        "x" * 64 + "@example.com",
+    ],
+)
+def test_common_addresses_take_the_fast_path(text):
+    from kehu.core.emails import _plain_address
+
+    assert _plain_address(text) == _library_form(text)
+    assert _plain_address(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a@localhost",
+        "a@printer.local",
+        "a@xn--fiqs8s.cn",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@-example.com",
+        "a@example.123",
+        "x" * 65 + "@example.com",
+        "a@" + "b" * 64 + ".com",
+    ],
+)
+def test_unusual_addresses_are_left_to_the_library(text):
+    from kehu.core.emails import _plain_address
+
+    assert _plain_address(text) is None

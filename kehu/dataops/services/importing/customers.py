@@ -16,7 +16,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from django.db import connection
@@ -63,12 +63,17 @@ from kehu.dataops.services.importing.base import (
     register_handler,
 )
 from kehu.dataops.services.importing.fields import CUSTOM_FIELD_PREFIX, custom_target_fields, customer_fields
+from kehu.dataops.services.values import parse_bool, parse_date
 
 _PHONE_SPLIT: Final = re.compile(r"[,;/|，；、\n]+")
 _EMAIL_SPLIT: Final = re.compile(r"[,;|，；、\s]+")
 _TAG_SEPARATORS: Final = str.maketrans({"；": ",", ";": ",", "、": ",", "|": ",", "\n": ",", "，": ","})
 _MALE: Final = frozenset({"男", "m", "male", "先生", "man", "boy", "1"})
 _FEMALE: Final = frozenset({"女", "f", "female", "女士", "woman", "girl", "2"})
+# Read once: an enum member's .value goes through a descriptor on every access.
+_MALE_VALUE: Final[str] = Gender.MALE.value
+_FEMALE_VALUE: Final[str] = Gender.FEMALE.value
+_ACTIVE: Final[str] = Status.ACTIVE.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,9 @@ class CustomerState:
     # Choice labels (in the job's language) → value, lower-cased, for gender/source/status cells.
     sources: dict[str, str]
     statuses: dict[str, str]
+    # The local date when the run started: birthdays after it are refused. Read once, since
+    # timezone.localdate() costs more than the rest of a date check.
+    today: dt.date = field(default_factory=timezone.localdate)
 
 
 class ValidatedCustomer(NamedTuple):
@@ -285,22 +293,20 @@ def validate_customer(
     if text := values.get("gender", ""):
         folded = text.strip().lower()
         if folded in _MALE:
-            gender = Gender.MALE.value
+            gender = _MALE_VALUE
         elif folded in _FEMALE:
-            gender = Gender.FEMALE.value
+            gender = _FEMALE_VALUE
         elif folded not in ("未知", "unknown", "-", "保密"):
             refuse("gender", _("“%(value)s” is not a gender (男/女, M/F).") % {"value": text})
 
     birthday: dt.date | None = None
     if text := values.get("birthday", ""):
-        from kehu.dataops.services.values import parse_date
-
         try:
             parsed = parse_date(text)
         except ValueError as error:
             refuse("birthday", str(error))
         else:
-            if parsed > timezone.localdate():
+            if parsed > state.today:
                 refuse("birthday", _("The birthday is in the future."))
             elif parsed < EARLIEST_BIRTHDAY:
                 refuse("birthday", _("The birthday is before 1900."))
@@ -310,7 +316,7 @@ def validate_customer(
     id_number = None
     if text := values.get("id_number", ""):
         try:
-            id_number = parse_id_number(text, field="id_number")
+            id_number = parse_id_number(text, field="id_number", today=state.today)
         except ValidationFailed as error:
             refuse("id_number", _reason(error))
         else:
@@ -381,7 +387,7 @@ def validate_customer(
         source = state.sources.get(text.strip().lower(), "")
         if not source:
             refuse("source", _("“%(value)s” is not one of the sources.") % {"value": text})
-    status = Status.ACTIVE.value
+    status = _ACTIVE
     if text := values.get("status", ""):
         status = state.statuses.get(text.strip().lower(), "")
         if not status:
@@ -394,8 +400,6 @@ def validate_customer(
 
     consent: bool | None = None
     if text := values.get("marketing_consent", ""):
-        from kehu.dataops.services.values import parse_bool
-
         try:
             consent = parse_bool(text)
         except ValueError as error:
@@ -480,7 +484,6 @@ def validate_customer(
 
 def _custom_cell(definition: _Definition, raw: str, refuse: Any) -> Any:
     """Spreadsheet spellings of dates and yes/no turned into what the custom validators take."""
-    from kehu.dataops.services.values import parse_bool, parse_date
 
     key = f"{CUSTOM_FIELD_PREFIX}{definition.key}"
     if definition.kind == CustomFieldKind.DATE:
