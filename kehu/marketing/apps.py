@@ -18,3 +18,7 @@ class MarketingConfig(AppConfig):
             actions=("view", "create", "change", "delete", "export"),
             is_scoped=False,
         )
+        from kehu.marketing.services.export_source import register as register_segment_export
+
+        # Segment members export through the dataops exports (pages, API, CLI, background jobs).
+        register_segment_export()

@@ -1,5 +1,5 @@
-from django.urls import URLPattern
+from kehu.marketing.views import segments
 
 app_name = "marketing"
 
-urlpatterns: list[URLPattern] = []
+urlpatterns = [*segments.urlpatterns]

@@ -1,3 +1,5 @@
-from ninja import Router
+"""The segments API (mounted at "/" with tag "segments")."""
 
-router = Router(tags=["segments"])
+from kehu.marketing.api.segments import router
+
+__all__ = ["router"]

@@ -1,0 +1,1 @@
+"""Segment writes and the rule language (see rules.py)."""

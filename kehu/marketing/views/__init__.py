@@ -1,0 +1,1 @@
+"""Segment pages (segments.py) and the rule builder's form handling (builder.py)."""
