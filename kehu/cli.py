@@ -32,6 +32,7 @@ VERBS = {
     "churn": "churn risk: train the classifier and score customers",
     "recommendations": "product recommendations: build and evaluate",
     "segments": "customer segments: list, count, export",
+    "dashboards": "dashboard figures: rebuild the precomputed daily and cohort tables",
     "check": "check settings, database, queue and keys",
     "manage": "run any Django management command",
 }

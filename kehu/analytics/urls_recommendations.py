@@ -1,3 +1,7 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from kehu.analytics.views.recommendations import recommendations_page
+
+urlpatterns: list[URLPattern] = [
+    path("recommendations/", recommendations_page, name="recommendations"),
+]

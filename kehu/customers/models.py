@@ -193,9 +193,7 @@ class Customer(models.Model):
 class CustomerTag(models.Model):
     # Both lookups are served by the composite indexes below (customer, tag) and (tag, customer);
     # single-column indexes would only slow the bulk writes of imports.
-    customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="tag_links", db_index=False
-    )
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tag_links", db_index=False)
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="customer_links", db_index=False)
 
     class Meta:

@@ -8,6 +8,10 @@ from kehu.accounts.models import ApiToken, Department, Role, User
 from kehu.accounts.services import token_create
 from kehu.core.audit import audit_record
 from kehu.core.models import AuditEvent
+from tests.analytics.test_clv_models_api import MODELS_ENDPOINTS
+from tests.analytics.test_dashboard_api import DASHBOARD_ENDPOINTS
+from tests.analytics.test_metrics_api import METRICS_ENDPOINTS
+from tests.analytics.test_recommendations_api import RECOMMENDATION_ENDPOINTS
 from tests.commerce.test_api_matrix import COMMERCE_ENDPOINTS
 from tests.customers.test_api import CUSTOMER_ENDPOINTS
 from tests.customers.test_selfservice_matrix import SELF_SERVICE_ENDPOINTS
@@ -15,6 +19,7 @@ from tests.dataops.test_api_matrix import DATAOPS_ENDPOINTS
 from tests.dataops.test_merge_api_matrix import MERGE_ENDPOINTS
 from tests.factories import TEST_PASSWORD, DepartmentFactory, RoleFactory, UserFactory
 from tests.loyalty.test_api_cards_matrix import LOYALTY_ENDPOINTS
+from tests.marketing.test_api_matrix import SEGMENT_ENDPOINTS
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, ScopeVariant, World, run_case, scope_cases
 
 
@@ -452,6 +457,11 @@ def test_every_api_operation_is_in_the_matrix():
             COMMERCE_ENDPOINTS,
             DATAOPS_ENDPOINTS,
             MERGE_ENDPOINTS,
+            METRICS_ENDPOINTS,
+            MODELS_ENDPOINTS,
+            RECOMMENDATION_ENDPOINTS,
+            SEGMENT_ENDPOINTS,
+            DASHBOARD_ENDPOINTS,
         )
         for endpoint in endpoints
     }
