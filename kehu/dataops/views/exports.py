@@ -208,7 +208,7 @@ def _exportable(viewer: User) -> list[exporting.ExportSource]:
     return [
         source
         for source in exporting.export_sources()
-        if viewer.has_perm(f"{source.resource}.view") and viewer.has_perm(f"{source.resource}.export")
+        if all(viewer.has_perm(permission) for permission in source.permissions)
     ]
 
 

@@ -40,4 +40,5 @@ def register() -> None:
         label=gettext_lazy("Segment members"),
         resource="segments",
         has_sensitive=True,
+        requires=("customers.view", "customers.export"),
     )

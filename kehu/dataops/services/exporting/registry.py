@@ -51,7 +51,8 @@ class ExportSource:
     """A kind of list that can be exported.
 
     ``resource`` names the permissions: exporting needs ``<resource>.view`` (which also gives
-    the data scope) and ``<resource>.export``. ``has_sensitive`` says whether some columns are
+    the data scope) and ``<resource>.export``, plus any in ``requires`` (a segment's members
+    are customers: ``customers.export`` too). ``has_sensitive`` says whether some columns are
     masked for users without ``customers.view_sensitive``.
     """
 
@@ -60,6 +61,11 @@ class ExportSource:
     resource: str
     builder: ExportBuilder
     has_sensitive: bool = False
+    requires: tuple[str, ...] = ()
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        return (f"{self.resource}.view", f"{self.resource}.export", *self.requires)
 
 
 _sources: dict[str, ExportSource] = {}
@@ -72,10 +78,16 @@ def register_export_source(
     label: str | Promise,
     resource: str,
     has_sensitive: bool = False,
+    requires: tuple[str, ...] = (),
 ) -> ExportSource:
     """Make ``name`` exportable; registering a name again replaces the earlier source."""
     source = ExportSource(
-        name=name, label=label, resource=resource, builder=builder, has_sensitive=has_sensitive
+        name=name,
+        label=label,
+        resource=resource,
+        builder=builder,
+        has_sensitive=has_sensitive,
+        requires=requires,
     )
     _sources[name] = source
     return source

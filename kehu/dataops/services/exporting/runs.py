@@ -109,8 +109,8 @@ def _check_format(file_format: str) -> str:
 
 def export_permitted(actor: User, source: ExportSource) -> None:
     """Exporting needs seeing the records (which also sets the scope) and the export permission."""
-    ensure_permitted(actor, f"{source.resource}.view")
-    ensure_permitted(actor, f"{source.resource}.export")
+    for permission in source.permissions:
+        ensure_permitted(actor, permission)
 
 
 def _reveals(actor: User, source: ExportSource, params: Mapping[str, Any]) -> bool:
