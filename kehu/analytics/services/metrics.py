@@ -49,6 +49,7 @@ from django.utils.translation import gettext as _
 from kehu.accounts.models import User
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, MetricsRun, RunStatus
 from kehu.core.audit import audit_record
+from kehu.core.dbtuning import large_sqlite_page_cache
 from kehu.core.errors import Conflict, ValidationFailed
 from kehu.core.permissions import ensure_permitted
 
@@ -67,6 +68,8 @@ DEFAULT_ACTIVE_WITHIN_DAYS: Final = 30
 DEFAULT_DORMANT_AFTER_DAYS: Final = 180
 # Gaps are read from at most about this many orders (a sample of repeat buyers by id beyond it).
 GAP_SAMPLE_ORDERS: Final = 50_000
+# Rows per fetch while the cut points' three columns are read.
+CUT_POINT_READ_ROWS: Final = 100_000
 # Loyal: at least this many purchase days and an F score of at least LOYAL_F_SCORE.
 LOYAL_MIN_DAYS: Final = 3
 LOYAL_F_SCORE: Final = 4
@@ -510,8 +513,11 @@ def _drop_temporary_tables() -> None:
 def _order_time_span(cutoff: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """First and last order time before the cut-off (read from the (ordered_at, id) index)."""
     with connection.cursor() as cursor:
+        # Two subqueries: SQLite answers a lone MIN() or MAX() from the index's ends, but scans
+        # the whole index for the pair (seconds at ten million orders).
         cursor.execute(
-            f"SELECT MIN(ordered_at), MAX(ordered_at) FROM {ORDERS_TABLE} WHERE ordered_at < %(cutoff)s",
+            f"SELECT (SELECT MIN(ordered_at) FROM {ORDERS_TABLE} WHERE ordered_at < %(cutoff)s), "
+            f"(SELECT MAX(ordered_at) FROM {ORDERS_TABLE} WHERE ordered_at < %(cutoff)s)",
             {"cutoff": _db_datetime(cutoff)},
         )
         first, last = cursor.fetchone()
@@ -554,6 +560,35 @@ def _percentiles(
     return [by_rank[rank] for rank in ranks], int(count)
 
 
+def _buyer_cut_points() -> tuple[list[int], list[int], list[int], int]:
+    """Quintile cut points of recency, purchase days and net spend among the aggregated buyers.
+
+    The three columns are read once and the ranks selected with ``numpy.partition``: three
+    window sorts inside the database took about four seconds at a million buyers on SQLite, the
+    read and the selection well under one. Same nearest-rank (lower) definition as ``_percentiles``.
+    """
+    import numpy as np
+
+    chunks = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT recency_days, purchase_days, CASE WHEN monetary_fen < 0 THEN 0 ELSE monetary_fen END "
+            f"FROM {AGG_TABLE}"
+        )
+        while rows := cursor.fetchmany(CUT_POINT_READ_ROWS):
+            chunks.append(np.array(rows, dtype=np.int64))
+    if not chunks:
+        return [], [], [], 0
+    values = np.concatenate(chunks)
+    count = len(values)
+    ranks = [math.floor(fraction * (count - 1)) for fraction in QUINTILES]
+
+    def cuts(column: int) -> list[int]:
+        return [int(value) for value in np.partition(values[:, column], ranks)[ranks]]
+
+    return cuts(0), cuts(1), cuts(2), count
+
+
 def _derive_thresholds(sql: _Sql, cutoff: dt.datetime) -> dict[str, Any]:
     """Gaps in days between consecutive purchase days of repeat buyers, and their percentiles."""
     with connection.cursor() as cursor:
@@ -562,11 +597,16 @@ def _derive_thresholds(sql: _Sql, cutoff: dt.datetime) -> dict[str, Any]:
         )
         repeaters, repeat_orders = (int(value) for value in cursor.fetchone())
         stride = max(1, math.ceil(repeat_orders / GAP_SAMPLE_ORDERS))
+        # The sampled customers' ids are read first and their orders then looked up by the
+        # customer index: joined instead, the planners scanned every order to find them.
+        cursor.execute(
+            f"SELECT customer_id FROM {AGG_TABLE} WHERE purchase_days >= 2 AND customer_id % {stride} = 0"
+        )
+        sampled = [int(customer_id) for (customer_id,) in cursor.fetchall()]
         day = sql.day("o.ordered_at")
         days = (
             f"SELECT DISTINCT o.customer_id, {day} AS day FROM {ORDERS_TABLE} o "
-            f"JOIN {AGG_TABLE} s ON s.customer_id = o.customer_id "
-            f"WHERE s.purchase_days >= 2 AND s.customer_id %% {stride} = 0 AND {_counted_orders_where('o')}"
+            f"WHERE o.customer_id IN ({', '.join(map(str, sampled)) or 'NULL'}) AND {_counted_orders_where('o')}"
         )
         gap = sql.days_between("LAG(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day)", "d.day")
         cursor.execute(
@@ -658,90 +698,88 @@ def metrics_refresh_full(
     preferences = analytics_settings()
     cutoff = _cutoff(as_of)
     params = {"cutoff": _db_datetime(cutoff), "now": _now_param()}
-    try:
-        _drop_temporary_tables()
-        first, last = _order_time_span(cutoff)
-        sql = _Sql.build(start=first, end=last)
-        with connection.cursor() as cursor:
-            # A primary key (SQLite: the rowid itself) makes the final join a direct lookup.
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id bigint PRIMARY KEY, orders_count bigint, "
-                f"purchase_days bigint, monetary_fen bigint, first_order_at {_datetime_type()}, "
-                f"last_order_at {_datetime_type()}, recency_days integer)"
-                if _is_postgresql()
-                else f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id INTEGER PRIMARY KEY, orders_count, "
-                "purchase_days, monetary_fen, first_order_at, last_order_at, recency_days)"
-            )
-            cursor.execute(f"INSERT INTO {AGG_TABLE} {_aggregate_select(sql, as_of)}", params)
-            # Deleted customers keep their orders for history, but have no metrics.
-            cursor.execute(
-                f"DELETE FROM {AGG_TABLE} WHERE customer_id IN "
-                f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
-            )
-            cursor.execute(f"SELECT COUNT(*) FROM {AGG_TABLE} WHERE monetary_fen < 0")
-            (clamped,) = cursor.fetchone()
-        report("aggregate")
-        recency_cuts, buyers = _percentiles("recency_days", AGG_TABLE, "1 = 1", QUINTILES)
-        frequency_cuts, _count = _percentiles("purchase_days", AGG_TABLE, "1 = 1", QUINTILES)
-        monetary_cuts, _count = _percentiles(
-            "CASE WHEN monetary_fen < 0 THEN 0 ELSE monetary_fen END", AGG_TABLE, "1 = 1", QUINTILES
-        )
-        report("cut_points")
-        derived = _derive_thresholds(sql, cutoff)
-        thresholds = _thresholds(
-            derived.get("active_within_days"), derived.get("dormant_after_days"), preferences
-        )
-        scoring = Scoring(recency_cuts, frequency_cuts, monetary_cuts, thresholds)
-        report("thresholds")
-        details: dict[str, Any] = {
-            "future_orders": _future_orders(cutoff),
-            "clamped_net_spend": int(clamped),
-            "derived_thresholds": derived,
-            "thresholds_source": thresholds.source,
-            "churned_after_days": thresholds.churned_after_days,
-            "time_zone": _zone().key,
-        }
-        if buyers < 5:
-            # Quintiles of fewer than five values repeat cut points; scores stay within 1-5.
-            details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
-        with transaction.atomic():
+    # Rewriting a million rows and rebuilding their indexes re-reads pages a small cache has let go.
+    with large_sqlite_page_cache():
+        try:
+            _drop_temporary_tables()
+            first, last = _order_time_span(cutoff)
+            sql = _Sql.build(start=first, end=last)
             with connection.cursor() as cursor:
+                # A primary key (SQLite: the rowid itself) makes the final join a direct lookup.
                 cursor.execute(
-                    f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
+                    f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id bigint PRIMARY KEY, orders_count bigint, "
+                    f"purchase_days bigint, monetary_fen bigint, first_order_at {_datetime_type()}, "
+                    f"last_order_at {_datetime_type()}, recency_days integer)"
+                    if _is_postgresql()
+                    else f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id INTEGER PRIMARY KEY, orders_count, "
+                    "purchase_days, monetary_fen, first_order_at, last_order_at, recency_days)"
+                )
+                cursor.execute(f"INSERT INTO {AGG_TABLE} {_aggregate_select(sql, as_of)}", params)
+                # Deleted customers keep their orders for history, but have no metrics.
+                cursor.execute(
+                    f"DELETE FROM {AGG_TABLE} WHERE customer_id IN "
                     f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
                 )
-            written = _upsert_all(
-                _rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter=""), params
+                cursor.execute(f"SELECT COUNT(*) FROM {AGG_TABLE} WHERE monetary_fen < 0")
+                (clamped,) = cursor.fetchone()
+            report("aggregate")
+            recency_cuts, frequency_cuts, monetary_cuts, buyers = _buyer_cut_points()
+            report("cut_points")
+            derived = _derive_thresholds(sql, cutoff)
+            thresholds = _thresholds(
+                derived.get("active_within_days"), derived.get("dormant_after_days"), preferences
             )
-            report("write")
-            details["seconds"] = timings
-            run.customers = written
-            run.buyers = buyers
-            run.recency_cuts = recency_cuts
-            run.frequency_cuts = frequency_cuts
-            run.monetary_cuts = monetary_cuts
-            run.active_within_days = thresholds.active_within_days
-            run.dormant_after_days = thresholds.dormant_after_days
-            run.thresholds_derived = thresholds.source == "derived"
-            run.details = details
-            run.status = RunStatus.SUCCEEDED
-            run.finished_at = timezone.now()
-            run.save()
-            audit_record(
-                actor=actor,
-                action="analytics.metrics_refresh",
-                target=run,
-                after={"as_of": as_of.isoformat(), "customers": written, "buyers": buyers},
+            scoring = Scoring(recency_cuts, frequency_cuts, monetary_cuts, thresholds)
+            report("thresholds")
+            details: dict[str, Any] = {
+                "future_orders": _future_orders(cutoff),
+                "clamped_net_spend": int(clamped),
+                "derived_thresholds": derived,
+                "thresholds_source": thresholds.source,
+                "churned_after_days": thresholds.churned_after_days,
+                "time_zone": _zone().key,
+            }
+            if buyers < 5:
+                # Quintiles of fewer than five values repeat cut points; scores stay within 1-5.
+                details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
+                        f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
+                    )
+                written = _upsert_all(
+                    _rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter=""), params
+                )
+                report("write")
+                details["seconds"] = timings
+                run.customers = written
+                run.buyers = buyers
+                run.recency_cuts = recency_cuts
+                run.frequency_cuts = frequency_cuts
+                run.monetary_cuts = monetary_cuts
+                run.active_within_days = thresholds.active_within_days
+                run.dormant_after_days = thresholds.dormant_after_days
+                run.thresholds_derived = thresholds.source == "derived"
+                run.details = details
+                run.status = RunStatus.SUCCEEDED
+                run.finished_at = timezone.now()
+                run.save()
+                audit_record(
+                    actor=actor,
+                    action="analytics.metrics_refresh",
+                    target=run,
+                    after={"as_of": as_of.isoformat(), "customers": written, "buyers": buyers},
+                )
+        except BaseException as error:
+            MetricsRun.objects.filter(pk=run.pk).update(
+                status=RunStatus.FAILED,
+                error=f"{type(error).__name__}: {error}"[:2000],
+                finished_at=timezone.now(),
             )
-    except BaseException as error:
-        MetricsRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED,
-            error=f"{type(error).__name__}: {error}"[:2000],
-            finished_at=timezone.now(),
-        )
-        raise
-    finally:
-        _drop_temporary_tables()
+            raise
+        finally:
+            _drop_temporary_tables()
     return run
 
 
