@@ -10,20 +10,49 @@ import datetime as dt
 
 from django.utils import timezone
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task
+from huey.contrib.djhuey import db_periodic_task, db_task
 
+from kehu.accounts.models import User
 from kehu.analytics.services.models import churn_train, clv_fit
 
 
+def _requester(actor_id: int | None) -> tuple[bool, User | None]:
+    """The user a queued fit runs as; (False, None) when they have since been deactivated,
+    who then get nothing rather than the operator's rights."""
+    if actor_id is None:
+        return True, None
+    actor = User.objects.filter(pk=actor_id, is_active=True).first()
+    return actor is not None, actor
+
+
+@db_task()  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
+def clv_fit_job(as_of: str | None = None, holdout_days: int = 90, actor_id: int | None = None) -> int:
+    """A CLV fit asked for on the page or through the API; returns the fit's id (0: not run)."""
+    allowed, actor = _requester(actor_id)
+    if not allowed:
+        return 0
+    day = dt.date.fromisoformat(as_of) if as_of else None
+    return clv_fit(as_of=day, holdout_days=holdout_days, actor=actor).pk
+
+
+@db_task()  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
+def churn_train_job(as_of: str | None = None, actor_id: int | None = None) -> int:
+    """A churn training asked for on the page or through the API; returns the fit's id (0: not run)."""
+    allowed, actor = _requester(actor_id)
+    if not allowed:
+        return 0
+    return churn_train(as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=actor).pk
+
+
 # 02:50 Asia/Shanghai, after the metrics.
-@db_periodic_task(crontab(hour="18", minute="50"))  # type: ignore[untyped-decorator]  # Huey's decorators are untyped  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
+@db_periodic_task(crontab(hour="18", minute="50"))  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
 def clv_fit_nightly() -> str:
     """Refit the CLV models on yesterday's data; a refusal is recorded on the fit, not raised."""
     return str(clv_fit(as_of=_yesterday()).status)
 
 
 # 03:20 Asia/Shanghai, after the CLV fit.
-@db_periodic_task(crontab(hour="19", minute="20"))  # type: ignore[untyped-decorator]  # Huey's decorators are untyped  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
+@db_periodic_task(crontab(hour="19", minute="20"))  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
 def churn_train_nightly() -> str:
     """Retrain the churn model on data up to yesterday (the last whole day)."""
     return str(churn_train(as_of=_yesterday()).status)

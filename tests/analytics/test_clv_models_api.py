@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.utils import translation
+from django.utils import timezone, translation
 
-from kehu.analytics.models import FitKind, FitStatus, ModelFit
+from kehu.analytics.jobs_models import churn_train_job, clv_fit_job
+from kehu.analytics.models import CustomerMetrics, FitKind, FitStatus, ModelFit
+from kehu.analytics.services import clvmath
 from kehu.core.models import AuditEvent
 from tests.analytics.models_world import add_orders, bgnbd_world, make_customers
 from tests.analytics.test_clv_fit import AS_OF, SPEND, START, TRUE
@@ -44,7 +46,9 @@ def _fit(world: World) -> ModelFit:
 
 
 def _refused_for_lack_of_customers(world: World, response: Any) -> None:
-    body = response.json()
+    # the queue runs jobs at once in the tests: the queued fit is the latest
+    assert response.json()["queued"] is True
+    body = response.json()["latest"]
     assert body["status"] == "refused"
     assert body["message"].startswith("There are no purchases before the hold-out period starts")
     assert ModelFit.objects.get(pk=body["id"]).evaluation["refusal"]["code"] == "no_history_before_holdout"
@@ -84,7 +88,7 @@ MODELS_ENDPOINTS = [
         permissions=CHANGE,
         required="analytics.change",
         body=lambda world: {"as_of": "2026-06-30", "holdout_days": 30},
-        expected=201,
+        expected=202,
         check_allowed=_refused_for_lack_of_customers,
     ),
     Endpoint(
@@ -94,8 +98,8 @@ MODELS_ENDPOINTS = [
         permissions=CHANGE,
         required="analytics.change",
         body=lambda world: {"as_of": "2026-06-30"},
-        expected=201,
-        check_allowed=lambda world, response: response.json()["status"] == "refused",
+        expected=202,
+        check_allowed=lambda world, response: response.json()["latest"]["status"] == "refused",
     ),
 ]
 
@@ -131,9 +135,10 @@ def test_a_fit_through_the_api_returns_parameters_and_the_holdout(make_user: Any
     client = api_as(analyst)
     # when
     response = client.post("analytics/models/clv/fit", {"as_of": AS_OF.isoformat(), "holdout_days": 60})
-    # then
-    assert response.status_code == 201, response.content
-    body = response.json()
+    # then the fit is queued, and (the tests' queue runs it at once) the answer shows it
+    assert response.status_code == 202, response.content
+    assert response.json()["queued"] is True
+    body = response.json()["latest"]
     assert body["status"] == "succeeded"
     assert body["started_by"] == analyst.username
     assert set(body["parameters"]["bgnbd"]) == {"r", "alpha", "a", "b"}
@@ -157,6 +162,51 @@ def test_a_holdout_out_of_range_is_422_and_fits_nothing(make_user: Any, api_as: 
     client = api_as(make_user(permissions=list(CHANGE)))
     response = client.post("analytics/models/clv/fit", {"holdout_days": 0})
     assert response.status_code == 422
+    assert ModelFit.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_future_as_of_is_422_and_queues_nothing(make_user: Any, api_as: Any) -> None:
+    client = api_as(make_user(permissions=list(CHANGE)))
+    tomorrow = (timezone.localdate() + dt.timedelta(days=1)).isoformat()
+    for path in ("analytics/models/clv/fit", "analytics/models/churn/train"):
+        response = client.post(path, {"as_of": tomorrow})
+        assert response.status_code == 422, response.content
+        assert response.json()["fields"]["as_of"]
+    assert ModelFit.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_is_recorded_as_a_failed_fit(
+    make_user: Any, api_as: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a business the model can fit, and a fault injected into the optimiser
+    bgnbd_world(customers=300, start=START, as_of=AS_OF, params=TRUE, spend=SPEND, seed=8)
+    client = api_as(make_user(permissions=list(CHANGE)))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise FloatingPointError("optimiser diverged")
+
+    monkeypatch.setattr(clvmath, "bgnbd_fit", broken)
+    # when the fit is queued and runs (the worker logs the error; the request was answered)
+    response = client.post("analytics/models/clv/fit", {"as_of": AS_OF.isoformat()})
+    assert response.status_code == 202, response.content
+    # then a failed fit says what went wrong, and no metrics were written
+    items = client.get("analytics/models/fits?kind=clv").json()["items"]
+    assert [item["status"] for item in items] == ["failed"]
+    assert items[0]["message"] == "FloatingPointError: optimiser diverged"
+    assert not CustomerMetrics.objects.filter(clv_fen__isnull=False).exists()
+    assert client.get("analytics/models/clv/latest").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_queued_fit_of_a_since_deactivated_user_does_not_run(make_user: Any) -> None:
+    bgnbd_world(customers=300, start=START, as_of=AS_OF, params=TRUE, spend=SPEND, seed=8)
+    analyst = make_user(permissions=list(CHANGE))
+    analyst.is_active = False
+    analyst.save(update_fields=["is_active"])
+    assert clv_fit_job.call_local(AS_OF.isoformat(), 60, analyst.pk) == 0
+    assert churn_train_job.call_local(AS_OF.isoformat(), analyst.pk) == 0
     assert ModelFit.objects.count() == 0
 
 

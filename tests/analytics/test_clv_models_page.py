@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from kehu.analytics.models import FitKind, FitStatus, ModelFit
-from kehu.analytics.services.models import churn_train, clv_fit
+from kehu.analytics.services.models import churn_train, clv_fit, fit_message
 from tests.analytics.models_world import add_orders, bgnbd_world, make_customers
 from tests.analytics.test_clv_fit import AS_OF, SPEND, START, TRUE
 
@@ -115,15 +115,28 @@ def test_refit_buttons_need_analytics_change(make_user: Any) -> None:
     assert reverse("analytics:model_clv_fit") in analyst.get(URL).content.decode()
 
 
-def test_a_refit_from_the_page_reports_a_refusal(make_user: Any) -> None:
+def test_a_refit_from_the_page_is_queued_and_its_refusal_reported(make_user: Any) -> None:
     people = make_customers(5)
     add_orders([(customer, dt.date(2026, 1, 1), 1_000) for customer in people])
     analyst = _client(make_user(permissions=["analytics.view", "analytics.change"]))
     response = analyst.post(reverse("analytics:model_clv_fit"), follow=True)
     assert response.redirect_chain[-1][0] == URL
     content = response.content.decode()
+    # the fit is queued (the tests' queue runs it at once) and its refusal is in the history
+    assert "CLV fit queued" in content
     assert "Only 5 customers have purchases before" in content
     assert ModelFit.objects.filter(kind=FitKind.CLV, status=FitStatus.REFUSED).count() == 1
+
+
+def test_a_churn_training_from_the_page_is_queued_and_recorded(make_user: Any) -> None:
+    people = make_customers(5)
+    add_orders([(customer, dt.date(2026, 1, 1), 1_000) for customer in people])
+    analyst = _client(make_user(permissions=["analytics.view", "analytics.change"]))
+    response = analyst.post(reverse("analytics:model_churn_train"), follow=True)
+    assert "Churn model training queued" in response.content.decode()
+    fit = ModelFit.objects.get(kind=FitKind.CHURN)
+    assert fit.status == FitStatus.REFUSED
+    assert fit_message(fit) in response.content.decode()
 
 
 def test_the_recommendations_panel_has_its_place_when_that_area_provides_it(make_user: Any) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 from ninja import Field, Query, Router, Schema, Status
 
 from kehu.accounts.auth import AuthenticatedRequest
+from kehu.analytics.jobs_models import churn_train_job, clv_fit_job
 from kehu.analytics.models import FitKind, ModelFit
 from kehu.analytics.selectors_models import fit_get, fits_for, latest_fit_for
-from kehu.analytics.services.models import MAX_HOLDOUT_DAYS, churn_train, clv_fit, fit_message
+from kehu.analytics.services.models import MAX_HOLDOUT_DAYS, fit_message, model_fit_check
 from kehu.core.permissions import ensure_permitted
 from kehu.core.schemas import ERRORS_READ, ERRORS_WRITE, InputSchema, ObjectId
 
@@ -36,6 +37,13 @@ class FitOut(Schema):
     report: dict[str, Any] = Field(description="Chart data: calibration by frequency, ROC points ...")
     message: str = Field(description="Why a fit was refused, and orders left out (dated after as_of)")
     started_by: str | None
+
+
+class FitQueuedOut(Schema):
+    queued: bool
+    latest: FitOut | None = Field(
+        description="The kind's newest fit of any status; the queued one once it has run"
+    )
 
 
 class FitList(Schema):
@@ -110,33 +118,45 @@ def get_latest(request: AuthenticatedRequest, kind: FitKind) -> dict[str, Any]:
 
 @router.post(
     "/models/clv/fit",
-    response={201: FitOut, **ERRORS_WRITE},
-    summary="Fit the CLV models now",
+    response={202: FitQueuedOut, **ERRORS_WRITE},
+    summary="Fit the CLV models",
     description=(
-        "Fits BG/NBD and Gamma-Gamma on a calibration period ending `holdout_days` before "
-        "`as_of`, checks them on the hold-out, refits on all data and writes every buyer's "
-        "expected purchases, P(alive), expected order value and CLV. Runs in the request. "
-        "The answer is the fit: status `refused` with the reason when the data cannot support "
-        "the models (nothing is written then). Needs analytics.change."
+        "Queues a fit (run by the worker; minutes at a million customers) of BG/NBD and Gamma-Gamma "
+        "on a calibration period ending `holdout_days` before `as_of`, its hold-out check, and a "
+        "refit on all data that writes every buyer's expected purchases, P(alive), expected order "
+        "value and CLV. Answers with the latest fit of the kind; poll GET /analytics/models/fits "
+        "for the new one: status `refused` says why the data cannot support the models (nothing is "
+        "written then), `failed` what went wrong. A future `as_of` is a 422. Needs analytics.view "
+        "and analytics.change."
     ),
 )
 def fit_clv(request: AuthenticatedRequest, payload: ClvFitIn) -> Status[dict[str, Any]]:
-    ensure_permitted(request.auth, "analytics.change")
-    fit = clv_fit(as_of=payload.as_of, holdout_days=payload.holdout_days, actor=request.auth)
-    return Status(201, fit_out(fit))
+    # The answer shows the latest fit: asking for a fit needs seeing fits.
+    ensure_permitted(request.auth, "analytics.view")
+    as_of = model_fit_check(actor=request.auth, as_of=payload.as_of, holdout_days=payload.holdout_days)
+    clv_fit_job(as_of.isoformat(), payload.holdout_days, request.auth.pk)
+    return Status(202, _queued(request, FitKind.CLV))
 
 
 @router.post(
     "/models/churn/train",
-    response={201: FitOut, **ERRORS_WRITE},
-    summary="Train the churn model now",
+    response={202: FitQueuedOut, **ERRORS_WRITE},
+    summary="Train the churn model",
     description=(
-        "Trains on one churn-horizon window, back-tests on the next (AUC, ROC), retrains on the "
-        "later window and writes every buyer's churn risk. Runs in the request. Status "
-        "`refused` with the reason when the data cannot support it. Needs analytics.change."
+        "Queues a training (run by the worker) on one churn-horizon window, a back-test on the "
+        "next (AUC, ROC) and a retraining on the later window that writes every buyer's churn "
+        "risk. Answers with the latest fit of the kind; poll GET /analytics/models/fits for the "
+        "new one (`refused` says why the data cannot support it). Needs analytics.view and "
+        "analytics.change."
     ),
 )
 def train_churn(request: AuthenticatedRequest, payload: ChurnTrainIn) -> Status[dict[str, Any]]:
-    ensure_permitted(request.auth, "analytics.change")
-    fit = churn_train(as_of=payload.as_of, actor=request.auth)
-    return Status(201, fit_out(fit))
+    ensure_permitted(request.auth, "analytics.view")
+    as_of = model_fit_check(actor=request.auth, as_of=payload.as_of)
+    churn_train_job(as_of.isoformat(), request.auth.pk)
+    return Status(202, _queued(request, FitKind.CHURN))
+
+
+def _queued(request: AuthenticatedRequest, kind: FitKind) -> dict[str, Any]:
+    latest = next(iter(fits_for(request.auth, kind=kind, limit=1)), None)
+    return {"queued": True, "latest": fit_out(latest) if latest is not None else None}

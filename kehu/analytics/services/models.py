@@ -461,6 +461,9 @@ def holdout_evaluation(
     return evaluation, chart
 
 
+DEFAULT_HOLDOUT_DAYS = 90
+
+
 def _validated_holdout(holdout_days: int) -> int:
     if not 1 <= holdout_days <= MAX_HOLDOUT_DAYS:
         raise ValidationFailed.for_field(
@@ -470,10 +473,46 @@ def _validated_holdout(holdout_days: int) -> int:
     return holdout_days
 
 
+def model_fit_check(*, actor: User | None, as_of: dt.date | None, holdout_days: int | None = None) -> dt.date:
+    """Refuse a fit request before it is queued: no analytics.change (403), an as-of date after
+    today or a hold-out out of range (422). Returns the as-of date the fit will use."""
+    ensure_permitted(actor, "analytics.change")
+    if holdout_days is not None:
+        _validated_holdout(holdout_days)
+    today = timezone.localdate()
+    if as_of is not None and as_of > today:
+        raise ValidationFailed.for_field("as_of", _("The date cannot be in the future."))
+    return as_of or today
+
+
+def _recording_failures(kind: str, fit_function: Callable[..., ModelFit]) -> Callable[..., ModelFit]:
+    """Run a fit; an unexpected error is recorded as a FAILED fit (outside the failed
+    transaction, so the report page says what happened) and raised again."""
+
+    @functools.wraps(fit_function)
+    def run(*, as_of: dt.date | None = None, actor: User | None = None, **options: Any) -> ModelFit:
+        as_of = model_fit_check(actor=actor, as_of=as_of, holdout_days=options.get("holdout_days"))
+        started = time.perf_counter()
+        try:
+            return fit_function(as_of=as_of, actor=actor, **options)
+        except Exception as error:
+            ModelFit.objects.create(
+                kind=kind,
+                status=FitStatus.FAILED,
+                as_of=as_of,
+                started_by=actor,
+                duration_ms=_elapsed_ms(started),
+                message=f"{type(error).__name__}: {error}"[:2000],
+            )
+            raise
+
+    return run
+
+
 def clv_fit(
     *,
     as_of: dt.date | None = None,
-    holdout_days: int = 90,
+    holdout_days: int = DEFAULT_HOLDOUT_DAYS,
     actor: User | None = None,
     progress: Progress | None = None,
 ) -> ModelFit:
@@ -481,11 +520,13 @@ def clv_fit(
 
     ``as_of`` (default today) ends the data; the calibration fit ends ``holdout_days`` before
     it. Needs analytics.change. Returns the fit, REFUSED with the reason when the data cannot
-    support the models (nothing is written to the metrics then).
+    support the models (nothing is written to the metrics then); an unexpected error leaves a
+    FAILED fit saying what went wrong.
     """
-    ensure_permitted(actor, "analytics.change")
-    holdout_days = _validated_holdout(holdout_days)
-    as_of = as_of or timezone.localdate()
+    return _clv_fit_recorded(as_of=as_of, holdout_days=holdout_days, actor=actor, progress=progress)
+
+
+def _clv_fit(*, as_of: dt.date, holdout_days: int, actor: User | None, progress: Progress | None) -> ModelFit:
     started = time.perf_counter()
     steps = 6
     calibration_end = as_of - dt.timedelta(days=holdout_days)
@@ -554,6 +595,9 @@ def clv_fit(
         )
     _report(progress, _("Done"), steps, steps)
     return fit
+
+
+_clv_fit_recorded = _recording_failures(FitKind.CLV, _clv_fit)
 
 
 def _settings_discount() -> float:
@@ -829,10 +873,12 @@ def churn_train(
     with labels from (as_of − 2h, as_of − h]; back-test on features at as_of − h with labels
     from (as_of − h, as_of] (AUC, ROC); then train on that later window and write each buyer's
     probability of no purchase within h days to ``CustomerMetrics.churn_risk``.
-    Needs analytics.change.
+    Needs analytics.change. An unexpected error leaves a FAILED fit saying what went wrong.
     """
-    ensure_permitted(actor, "analytics.change")
-    as_of = as_of or timezone.localdate()
+    return _churn_train_recorded(as_of=as_of, actor=actor, progress=progress)
+
+
+def _churn_train(*, as_of: dt.date, actor: User | None, progress: Progress | None) -> ModelFit:
     started = time.perf_counter()
     steps = 6
     horizon = int(analytics_settings().churn_horizon_days)
@@ -915,6 +961,9 @@ def churn_train(
         )
     _report(progress, _("Done"), steps, steps)
     return fit
+
+
+_churn_train_recorded = _recording_failures(FitKind.CHURN, _churn_train)
 
 
 def fit_message(fit: ModelFit) -> str:

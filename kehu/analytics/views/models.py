@@ -15,9 +15,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from kehu.analytics.models import FitStatus, ModelFit
+from kehu.analytics.jobs_models import churn_train_job, clv_fit_job
+from kehu.analytics.models import ModelFit
 from kehu.analytics.selectors_models import model_report
-from kehu.analytics.services.models import churn_train, clv_fit, fit_message
+from kehu.analytics.services.models import DEFAULT_HOLDOUT_DAYS, fit_message, model_fit_check
 from kehu.core.errors import DomainError
 from kehu.web.shortcuts import require_permission
 
@@ -84,23 +85,17 @@ def model_report_view(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/model_report.html", context)
 
 
-def _announce(request: HttpRequest, fit: ModelFit) -> None:
-    if fit.status == FitStatus.SUCCEEDED:
-        messages.success(
-            request, _("The model was fitted on %(count)s customers.") % {"count": fit.customers}
-        )
-    else:
-        messages.warning(request, fit_message(fit))
-
-
 @login_required
 @require_POST
 def model_clv_fit_view(request: HttpRequest) -> HttpResponse:
     actor = require_permission(request, "analytics.change")
     try:
-        _announce(request, clv_fit(actor=actor))
+        as_of = model_fit_check(actor=actor, as_of=None)
     except DomainError as error:
         messages.error(request, error.message)
+    else:
+        clv_fit_job(as_of.isoformat(), DEFAULT_HOLDOUT_DAYS, actor.pk)
+        messages.success(request, _("CLV fit queued; this page shows it once it has run."))
     return HttpResponseRedirect(reverse("analytics:model_report"))
 
 
@@ -109,7 +104,10 @@ def model_clv_fit_view(request: HttpRequest) -> HttpResponse:
 def model_churn_train_view(request: HttpRequest) -> HttpResponse:
     actor = require_permission(request, "analytics.change")
     try:
-        _announce(request, churn_train(actor=actor))
+        as_of = model_fit_check(actor=actor, as_of=None)
     except DomainError as error:
         messages.error(request, error.message)
+    else:
+        churn_train_job(as_of.isoformat(), actor.pk)
+        messages.success(request, _("Churn model training queued; this page shows it once it has run."))
     return HttpResponseRedirect(reverse("analytics:model_report"))
