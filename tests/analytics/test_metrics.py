@@ -177,6 +177,32 @@ def test_deleted_customers_have_no_metrics(
     assert (run.customers, run.buyers) == (1, 0)
 
 
+def test_a_row_whose_customer_is_gone_is_removed_by_the_full_refresh(
+    make_customers: Callable[..., Any],
+) -> None:
+    # given metrics for two customers, one of whom is then removed behind the ORM's back (the
+    # table has no foreign-key constraint, so nothing in the database stops that)
+    kept, removed = make_customers(2)
+    metrics_refresh_full(as_of=AS_OF)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM customers_customer WHERE id = %s", [removed.pk])
+    assert CustomerMetrics.objects.filter(customer_id=removed.pk).exists()
+    # when
+    run = metrics_refresh_full(as_of=AS_OF)
+    # then
+    assert list(CustomerMetrics.objects.values_list("customer_id", flat=True)) == [kept.pk]
+    assert run.customers == 1
+
+
+def test_deleting_a_customer_through_the_orm_deletes_their_metrics(
+    make_customers: Callable[..., Any], make_orders: Callable[..., Any]
+) -> None:
+    (customer,) = make_customers(1)
+    metrics_refresh_full(as_of=AS_OF)
+    Customer.all_objects.filter(pk=customer.pk).delete()
+    assert not CustomerMetrics.objects.exists()
+
+
 # --- scores, segments, thresholds --------------------------------------------------------------------
 def _buyers(
     make_customers: Callable[..., Any], make_orders: Callable[..., Any], count: int

@@ -88,6 +88,7 @@ class Migration(migrations.Migration):
                 (
                     "customer",
                     models.OneToOneField(
+                        db_constraint=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         primary_key=True,
                         related_name="metrics",

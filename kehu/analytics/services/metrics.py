@@ -466,6 +466,13 @@ def _upsert_all(select_sql: str, params: dict[str, Any]) -> int:
     return count
 
 
+def _analyze_temporary(cursor: Any, table: str) -> None:
+    """PostgreSQL: statistics for a temporary table (autovacuum never visits one), so the joins
+    on it are planned for its real size; the million-row write ran a third slower without."""
+    if _is_postgresql():
+        cursor.execute(f"ANALYZE {table}")
+
+
 def _rewrite_postgresql(select_sql: str, params: dict[str, Any]) -> int:
     """PostgreSQL: empty the table and insert every row afresh, the model outputs carried over.
 
@@ -480,6 +487,7 @@ def _rewrite_postgresql(select_sql: str, params: dict[str, Any]) -> int:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {KEEP_TABLE} AS SELECT customer_id, {kept} FROM {METRICS_TABLE} WHERE {any_kept}"
         )
+        _analyze_temporary(cursor, KEEP_TABLE)
         # TRUNCATE, like CREATE INDEX, refuses while deferred foreign-key checks are pending
         # (rows written earlier in the caller's transaction): run them now.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -722,6 +730,7 @@ def metrics_refresh_full(
                 )
                 cursor.execute(f"SELECT COUNT(*) FROM {AGG_TABLE} WHERE monetary_fen < 0")
                 (clamped,) = cursor.fetchone()
+                _analyze_temporary(cursor, AGG_TABLE)
             report("aggregate")
             recency_cuts, frequency_cuts, monetary_cuts, buyers = _buyer_cut_points()
             report("cut_points")
@@ -744,9 +753,16 @@ def metrics_refresh_full(
                 details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
             with transaction.atomic():
                 with connection.cursor() as cursor:
+                    # The table has no foreign-key constraint (see CustomerMetrics.customer): rows
+                    # whose customer is gone go too. PostgreSQL empties the table before writing.
+                    orphans = (
+                        ""
+                        if _is_postgresql()
+                        else f" OR NOT EXISTS (SELECT 1 FROM {CUSTOMERS_TABLE} c WHERE c.id = {METRICS_TABLE}.customer_id)"
+                    )
                     cursor.execute(
                         f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
-                        f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
+                        f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL){orphans}"
                     )
                 written = _upsert_all(
                     _rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter=""), params
