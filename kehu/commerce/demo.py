@@ -21,7 +21,6 @@ either); tiers are drawn at issue and kept (the nightly ``tiers_evaluate_all`` r
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import random
 import time
@@ -46,6 +45,7 @@ from kehu.commerce.models import (
     ProductCategory,
     format_order_number,
 )
+from kehu.core.dbtuning import large_sqlite_page_cache
 from kehu.core.money import allocate_fen
 from kehu.core.sequences import reserve_numbers
 from kehu.customers.bulk import _Table as BulkTable  # the customers' INSERT/COPY writer, shared
@@ -54,7 +54,6 @@ from kehu.loyalty import demo as loyalty_demo
 from kehu.loyalty.models import CARD_NUMBER_SEQUENCE, CardKind, LedgerKind, LedgerReason, format_card_number
 
 DEFAULT_BATCH_SIZE: Final = 2000  # customers per transaction (about 20,000 orders at 10 each)
-SQLITE_BULK_CACHE_KIB: Final = 262_144
 STATISTICS_REFRESH_ROWS: Final = 10_000
 
 # category, sku, name, price (fen), popularity
@@ -392,24 +391,6 @@ class _CommerceTables:
         self.payments.write(cursor, vendor, [(order_ids[row[0]], *row[1:]) for row in batch.payments])
 
 
-@contextlib.contextmanager
-def _large_page_cache(using: str) -> Iterator[None]:
-    """A 256 MiB page cache on SQLite while the batches run (see kehu.customers.bulk)."""
-    connection = connections[using]
-    if connection.vendor != "sqlite":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        previous = int(cursor.fetchone()[0])
-        cursor.execute(f"PRAGMA cache_size = {min(previous, -SQLITE_BULK_CACHE_KIB)}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {previous}")
-
-
 STATISTICS_MODELS: Final[tuple[type[models.Model], ...]] = (
     *loyalty_demo.STATISTICS_MODELS,
     Order,
@@ -451,7 +432,7 @@ def demo_orders_create(
     report = DemoCommerceReport()
     started = time.monotonic()
     after = first_customer_id - 1
-    with _large_page_cache(using):
+    with large_sqlite_page_cache(using):
         while True:
             customers = list(
                 Customer.all_objects.using(using)

@@ -26,6 +26,7 @@ from django.db import connections, models, transaction
 from django.utils import timezone
 
 from kehu.core import crypto
+from kehu.core.dbtuning import large_sqlite_page_cache
 from kehu.core.pinyin import name_pinyin, reading_search_keys
 from kehu.core.sequences import reserve_numbers
 from kehu.customers.models import (
@@ -48,8 +49,6 @@ from kehu.customers.models import (
 from kehu.customers.search import deferred_search_indexing
 
 DEFAULT_BATCH_SIZE: Final = 5000
-# Negative: KiB, as PRAGMA cache_size takes it (256 MiB).
-SQLITE_BULK_CACHE_KIB: Final = 262_144
 # Loads at least this large end with ANALYZE of the tables they filled.
 STATISTICS_REFRESH_ROWS: Final = 10_000
 STATISTICS_MODELS: Final = (Customer, CustomerPhone, CustomerEmail, CustomerAddress, CustomerTag)
@@ -426,26 +425,13 @@ class CustomerBulkWriter:
         first = int(max(highest, sequence_row[0] if sequence_row else 0)) + 1
         return range(first, first + count)
 
-    @contextlib.contextmanager
-    def large_page_cache(self) -> Iterator[None]:
+    def large_page_cache(self) -> contextlib.AbstractContextManager[None]:
         """On SQLite, a page cache large enough for the indexes the batches touch, while they run.
 
         The default 2 MB cache makes every random index insert (blind indexes, names) read its
-        page again once the table outgrows it: a third of the insert time at 100k rows. The
-        connection's own setting comes back afterwards, since the connection is persistent.
+        page again once the table outgrows it: a third of the insert time at 100k rows.
         """
-        if self.vendor != "sqlite":
-            yield
-            return
-        with connections[self.using].cursor() as cursor:
-            cursor.execute("PRAGMA cache_size")
-            previous = int(cursor.fetchone()[0])
-            cursor.execute(f"PRAGMA cache_size = {min(previous, -SQLITE_BULK_CACHE_KIB)}")
-        try:
-            yield
-        finally:
-            with connections[self.using].cursor() as cursor:
-                cursor.execute(f"PRAGMA cache_size = {previous}")
+        return large_sqlite_page_cache(self.using)
 
     def refresh_statistics(self, inserted: int) -> None:
         """Let the query planner learn the new table sizes after a large load.
