@@ -45,6 +45,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from kehu.accounts.models import User
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, MetricsRun, RunStatus
@@ -673,9 +674,10 @@ def _claim_run(*, as_of: dt.date, actor: User | None) -> MetricsRun:
             if run.started_at >= stale_before:
                 raise MetricsRefreshRunning(_running_message(run))
             run.status = RunStatus.FAILED
-            run.error = _("Stopped: no result after %(hours)s hours.") % {
-                "hours": int(STALE_RUN.total_seconds() // 3600)
-            }
+            hours = int(STALE_RUN.total_seconds() // 3600)
+            run.error = ngettext(
+                "Stopped: no result after %(hours)s hour.", "Stopped: no result after %(hours)s hours.", hours
+            ) % {"hours": hours}
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "error", "finished_at"])
         return MetricsRun.objects.create(as_of=as_of, started_by=actor)

@@ -93,8 +93,14 @@ REFUSALS: dict[str, Any] = {
     ),
     "inconsistent": gettext_lazy("The purchase data are inconsistent (%(detail)s)."),
     "no_repeat_buyers": gettext_lazy("No customer bought again on another day; there is nothing to fit."),
-    "single_class": gettext_lazy(
-        "In the window ending %(date)s every customer %(outcome)s, so there is nothing to tell "
+    # "single_class" has one message per outcome, chosen by refusal_text: whole sentences, so
+    # that a translation can order its words freely.
+    "single_class:churned": gettext_lazy(
+        "In the window ending %(date)s every customer churned, so there is nothing to tell "
+        "churners from the others."
+    ),
+    "single_class:bought_again": gettext_lazy(
+        "In the window ending %(date)s every customer bought again, so there is nothing to tell "
         "churners from the others."
     ),
     "too_few_customers_window": gettext_lazy(
@@ -123,14 +129,14 @@ class Refused(Exception):
 
 def refusal_text(code: str, params: dict[str, Any]) -> str:
     """The refusal's message in the active language (stored codes can be re-rendered later)."""
+    if code == "single_class":
+        code = f"{code}:{'churned' if params.get('outcome') == 'churned' else 'bought_again'}"
     template = REFUSALS.get(code)
     if template is None:
         return code
     values = {**params}
     if "model" in values:
         values["model"] = str(MODEL_NAMES.get(values["model"], values["model"]))
-    if "outcome" in values:
-        values["outcome"] = _("churned") if values["outcome"] == "churned" else _("bought again")
     try:
         return str(template) % values
     except (KeyError, TypeError, ValueError):

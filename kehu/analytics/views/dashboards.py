@@ -86,7 +86,7 @@ def _kpi_cards(kpis: dict[str, Any]) -> list[dict[str, str]]:
     return [
         {"key": "customers", "label": _("Customers"), "value": f"{kpis['customers']:,}"},
         {"key": "new_customers", "label": _("New this period"), "value": f"{kpis['new_customers']:,}"},
-        {"key": "active_members", "label": _("Active members"), "value": f"{kpis['active_members']:,}"},
+        {"key": "active_members", "label": _("Active customers"), "value": f"{kpis['active_members']:,}"},
         {"key": "cards_sold", "label": _("Cards sold"), "value": f"{kpis['cards_sold']:,}"},
         {"key": "revenue", "label": _("Revenue"), "value": _money(kpis["revenue_fen"])},
         {"key": "net_revenue", "label": _("Net of refunds"), "value": _money(kpis["net_revenue_fen"])},

@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kehu.accounts.models import User
@@ -216,7 +217,10 @@ def _summary(node: Group | Condition) -> dict[str, Any]:
         shown = ""
     elif shape == catalogue.ITEM_DAYS:
         item, days = value
-        shown = _("%(item)s, %(days)s days") % {"item": labels.get(str(item), item), "days": days}
+        shown = ngettext("%(item)s, %(days)s day", "%(item)s, %(days)s days", int(days)) % {
+            "item": labels.get(str(item), item),
+            "days": days,
+        }
     elif shape in (catalogue.MANY, catalogue.PAIR):
         shown = (", " if shape == catalogue.MANY else " – ").join(
             labels.get(str(item), _plain_value(spec, item)) for item in value

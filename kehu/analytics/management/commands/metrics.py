@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -141,7 +141,7 @@ class Command(BaseCommand):
             ),
             (
                 _("Orders after the as-of date (left out)"),
-                _("%(orders)s of %(customers)s customers")
+                _("orders: %(orders)s, customers: %(customers)s")
                 % {"orders": summary["future_orders"], "customers": summary["future_order_customers"]},
             ),
             (_("Seconds"), str(summary["seconds"].get("write", ""))),
@@ -165,7 +165,14 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps({"customers": written, "codes": codes}, ensure_ascii=False))
             return
-        self.console.print(_("Metrics refreshed for %(count)s customers.") % {"count": written})
+        self.console.print(
+            ngettext(
+                "Metrics refreshed for %(count)s customer.",
+                "Metrics refreshed for %(count)s customers.",
+                written,
+            )
+            % {"count": written}
+        )
 
     def _show(self, actor: User | None, options: dict[str, Any]) -> None:
         code = options["code"].strip().upper()
