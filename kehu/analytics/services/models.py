@@ -21,11 +21,12 @@ purchase. Orders dated after ``as_of`` are left out and counted in the report.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import time
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -491,28 +492,23 @@ def model_fit_check(*, actor: User | None, as_of: dt.date | None, holdout_days: 
     return as_of or today
 
 
-def _recording_failures(kind: str, fit_function: Callable[..., ModelFit]) -> Callable[..., ModelFit]:
-    """Run a fit; an unexpected error is recorded as a FAILED fit (outside the failed
+@contextlib.contextmanager
+def _failure_recorded(kind: str, *, as_of: dt.date, actor: User | None) -> Iterator[None]:
+    """An unexpected error inside the block is recorded as a FAILED fit (outside the failed
     transaction, so the report page says what happened) and raised again."""
-
-    @functools.wraps(fit_function)
-    def run(*, as_of: dt.date | None = None, actor: User | None = None, **options: Any) -> ModelFit:
-        as_of = model_fit_check(actor=actor, as_of=as_of, holdout_days=options.get("holdout_days"))
-        started = time.perf_counter()
-        try:
-            return fit_function(as_of=as_of, actor=actor, **options)
-        except Exception as error:
-            ModelFit.objects.create(
-                kind=kind,
-                status=FitStatus.FAILED,
-                as_of=as_of,
-                started_by=actor,
-                duration_ms=_elapsed_ms(started),
-                message=f"{type(error).__name__}: {error}"[:2000],
-            )
-            raise
-
-    return run
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as error:
+        ModelFit.objects.create(
+            kind=kind,
+            status=FitStatus.FAILED,
+            as_of=as_of,
+            started_by=actor,
+            duration_ms=_elapsed_ms(started),
+            message=f"{type(error).__name__}: {error}"[:2000],
+        )
+        raise
 
 
 def clv_fit(
@@ -529,7 +525,9 @@ def clv_fit(
     support the models (nothing is written to the metrics then); an unexpected error leaves a
     FAILED fit saying what went wrong.
     """
-    return _clv_fit_recorded(as_of=as_of, holdout_days=holdout_days, actor=actor, progress=progress)
+    as_of = model_fit_check(actor=actor, as_of=as_of, holdout_days=holdout_days)
+    with _failure_recorded(FitKind.CLV, as_of=as_of, actor=actor):
+        return _clv_fit(as_of=as_of, holdout_days=holdout_days, actor=actor, progress=progress)
 
 
 def _clv_fit(*, as_of: dt.date, holdout_days: int, actor: User | None, progress: Progress | None) -> ModelFit:
@@ -601,9 +599,6 @@ def _clv_fit(*, as_of: dt.date, holdout_days: int, actor: User | None, progress:
         )
     _report(progress, _("Done"), steps, steps)
     return fit
-
-
-_clv_fit_recorded = _recording_failures(FitKind.CLV, _clv_fit)
 
 
 def _settings_discount() -> float:
@@ -881,7 +876,9 @@ def churn_train(
     probability of no purchase within h days to ``CustomerMetrics.churn_risk``.
     Needs analytics.change. An unexpected error leaves a FAILED fit saying what went wrong.
     """
-    return _churn_train_recorded(as_of=as_of, actor=actor, progress=progress)
+    as_of = model_fit_check(actor=actor, as_of=as_of)
+    with _failure_recorded(FitKind.CHURN, as_of=as_of, actor=actor):
+        return _churn_train(as_of=as_of, actor=actor, progress=progress)
 
 
 def _churn_train(*, as_of: dt.date, actor: User | None, progress: Progress | None) -> ModelFit:
@@ -967,9 +964,6 @@ def _churn_train(*, as_of: dt.date, actor: User | None, progress: Progress | Non
         )
     _report(progress, _("Done"), steps, steps)
     return fit
-
-
-_churn_train_recorded = _recording_failures(FitKind.CHURN, _churn_train)
 
 
 def fit_message(fit: ModelFit) -> str:
