@@ -135,8 +135,8 @@ def refresh(rounds: int) -> dict[str, Any]:
 
 # --- fits in their own process -----------------------------------------------------------------------
 FITS = {
-    "clv": ("kehu.analytics.services.models", "clv_fit", ORDER_FLOOR_SQL),
-    "churn": ("kehu.analytics.services.models", "churn_train", ORDER_FLOOR_SQL),
+    "clv": ("kehu.analytics.services.clv", "clv_fit", ORDER_FLOOR_SQL),
+    "churn": ("kehu.analytics.services.churn", "churn_train", ORDER_FLOOR_SQL),
     "recommendations": ("kehu.analytics.services.recommendations", "recommendations_build", PAIRS_FLOOR_SQL),
 }
 

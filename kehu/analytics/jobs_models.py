@@ -13,7 +13,8 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from kehu.accounts.models import User
-from kehu.analytics.services.models import churn_train, clv_fit
+from kehu.analytics.services.churn import churn_train
+from kehu.analytics.services.clv import clv_fit
 
 
 def _requester(actor_id: int | None) -> tuple[bool, User | None]:

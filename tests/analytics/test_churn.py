@@ -12,7 +12,8 @@ from django.utils import timezone, translation
 
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, FitKind, FitStatus
 from kehu.analytics.selectors_models import churn_auc, latest_fit
-from kehu.analytics.services.models import FEATURES, churn_features, churn_train, clv_fit
+from kehu.analytics.services.churn import FEATURES, churn_features, churn_train
+from kehu.analytics.services.clv import clv_fit
 from kehu.core.errors import PermissionDeniedError
 from kehu.core.models import AuditEvent
 from kehu.loyalty.models import CardType

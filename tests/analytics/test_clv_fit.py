@@ -13,7 +13,8 @@ from django.utils import timezone, translation
 from kehu.analytics.models import CustomerMetrics, FitKind, FitStatus, ModelFit, RfmSegment
 from kehu.analytics.selectors_models import latest_fit
 from kehu.analytics.services import clvmath
-from kehu.analytics.services.models import clv_fit, purchase_history
+from kehu.analytics.services.clv import clv_fit
+from kehu.analytics.services.models import purchase_history
 from kehu.commerce.models import Order
 from kehu.core.errors import PermissionDeniedError, ValidationFailed
 from kehu.core.models import AuditEvent

@@ -14,7 +14,9 @@ from django.urls import reverse
 from django.utils import translation
 
 from kehu.analytics.models import FitKind, FitStatus, ModelFit
-from kehu.analytics.services.models import churn_train, clv_fit, fit_message
+from kehu.analytics.services.churn import churn_train
+from kehu.analytics.services.clv import clv_fit
+from kehu.analytics.services.models import fit_message
 from tests.analytics.models_world import add_orders, bgnbd_world, make_customers
 from tests.analytics.test_clv_fit import AS_OF, SPEND, START, TRUE
 

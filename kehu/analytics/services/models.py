@@ -1,17 +1,11 @@
-"""Fitting the customer-value and churn models, and writing their scores to the metrics.
+"""What the customer-value and churn fits share: purchases read from SQL, refusals, checks
+before a fit is queued, recording a fit's outcome and writing model scores to the metrics.
 
-- :func:`clv_fit`: BG/NBD + Gamma-Gamma (maths in :mod:`kehu.analytics.services.clvmath`).
-  Fitted first on a calibration period that ends ``holdout_days`` before ``as_of`` and checked
-  against what customers actually bought in the hold-out; then refitted on everything up to
-  ``as_of`` and written to ``CustomerMetrics`` (expected purchases in 90 and 365 days,
-  P(alive), expected order value, CLV).
-- :func:`churn_train`: a histogram gradient-boosting classifier on RFM and behaviour features,
-  trained on one time window and back-tested (AUC) on the next; then retrained on the later
-  window and used to score every buyer's churn risk.
-
-Both return a :class:`ModelFit`. When the data cannot support a model (too few customers,
-one class, purchases on one day ...) the fit is REFUSED with a message saying why and nothing
-is written to the metrics; they never raise for that.
+The fits themselves are :mod:`kehu.analytics.services.clv` (BG/NBD + Gamma-Gamma) and
+:mod:`kehu.analytics.services.churn` (the churn classifier). Both return a :class:`ModelFit`.
+When the data cannot support a model (too few customers, one class, purchases on one day ...)
+the fit is REFUSED with a message saying why and nothing is written to the metrics; they never
+raise for that. An unexpected error is recorded as a FAILED fit and raised again.
 
 Purchases come from ``commerce_order`` aggregated in SQL: one "transaction" per customer and
 local calendar day (several orders on one day are one purchase, as the CLV models assume),
@@ -40,14 +34,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from kehu.accounts.models import User
-from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, FitKind, FitStatus, ModelFit
-from kehu.analytics.selectors_models import latest_fit
-from kehu.analytics.services import clvmath
+from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, FitStatus, ModelFit
 from kehu.commerce.models import Order
 from kehu.core.audit import audit_record
 from kehu.core.errors import ValidationFailed
 from kehu.core.permissions import ensure_permitted
-from kehu.loyalty.models import Card, LedgerEntry, LedgerKind
 
 Progress = Callable[[str, int, int], None]
 IntArray = npt.NDArray[np.int64]
@@ -56,9 +47,6 @@ FloatArray = npt.NDArray[np.float64]
 MIN_CUSTOMERS = 50
 MIN_REPEAT_BUYERS = 10
 MAX_HOLDOUT_DAYS = 730
-# Calibration chart buckets: customers with 0, 1, ..., 6 and "7 or more" repeat purchases.
-FREQUENCY_BUCKETS = 8
-ROC_POINTS = 101
 TIME_UNIT = "days"
 
 REFUSALS: dict[str, Any] = {
@@ -163,7 +151,7 @@ def day_end(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min))
 
 
-def _daily_sql(*, start: dt.datetime | None, end: dt.datetime) -> tuple[str, Sequence[Any]]:
+def daily_purchases_sql(*, start: dt.datetime | None, end: dt.datetime) -> tuple[str, Sequence[Any]]:
     """SQL of one row per (customer, local day): net, gross, refunded and counted orders.
 
     Written through the ORM so that the local day (``TruncDate`` in the current time zone)
@@ -218,16 +206,16 @@ def _fixed_offset_minutes(zone_name: str) -> int | None:
     return None if offset is None else int(offset.total_seconds() // 60)
 
 
-def _day_param(day: dt.date) -> Any:
+def day_param(day: dt.date) -> Any:
     return connection.ops.adapt_datefield_value(day)
 
 
-def _days(values: Sequence[Any]) -> npt.NDArray[np.datetime64]:
+def as_days(values: Sequence[Any]) -> npt.NDArray[np.datetime64]:
     """Dates from the database (``date`` on PostgreSQL, ISO text on SQLite) as datetime64[D]."""
     return np.array([str(value) for value in values], dtype="datetime64[D]")
 
 
-def _since(later: dt.date, earlier: npt.NDArray[np.datetime64]) -> FloatArray:
+def days_since(later: dt.date, earlier: npt.NDArray[np.datetime64]) -> FloatArray:
     result: FloatArray = (np.datetime64(later, "D") - earlier).astype(np.float64)
     return result
 
@@ -250,7 +238,7 @@ class History:
 
 def purchase_history(cutoff: dt.date) -> History:
     """x, t_x, T and the repeat purchases' mean value for every customer who bought by ``cutoff``."""
-    inner, params = _daily_sql(start=None, end=day_end(cutoff))
+    inner, params = daily_purchases_sql(start=None, end=day_end(cutoff))
     # One pass over the daily rows: a window finds each customer's first day, whose value is
     # taken out of the repeat mean (the first purchase is not a repeat purchase).
     sql = f"""
@@ -271,8 +259,8 @@ def purchase_history(cutoff: dt.date) -> History:
         empty = np.zeros(0, dtype=np.float64)
         return History(np.zeros(0, dtype=np.int64), empty, empty, empty, empty, np.zeros(0, "datetime64[D]"))
     ids, counts, firsts, lasts, nets, first_nets = zip(*rows, strict=True)
-    first_day = _days(firsts)
-    last_day = _days(lasts)
+    first_day = as_days(firsts)
+    last_day = as_days(lasts)
     x = np.asarray(counts, dtype=np.float64) - 1.0
     repeat_total = np.asarray(nets, dtype=np.float64) - np.asarray(first_nets, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -281,7 +269,7 @@ def purchase_history(cutoff: dt.date) -> History:
         customer_ids=np.asarray(ids, dtype=np.int64),
         x=x,
         t_x=(last_day - first_day).astype(np.float64),
-        T=_since(cutoff, first_day),
+        T=days_since(cutoff, first_day),
         repeat_mean_fen=repeat_mean,
         first_day=first_day,
     )
@@ -289,7 +277,7 @@ def purchase_history(cutoff: dt.date) -> History:
 
 def purchase_days_between(after: dt.date, until: dt.date) -> dict[int, int]:
     """Purchase days per customer in (after, until]."""
-    inner, params = _daily_sql(start=day_end(after), end=day_end(until))
+    inner, params = daily_purchases_sql(start=day_end(after), end=day_end(until))
     sql = f"SELECT d.customer_id, COUNT(*) FROM ({inner}) d WHERE d.net > 0 GROUP BY d.customer_id"  # noqa: S608 -- the ORM's SQL
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -301,7 +289,7 @@ def future_orders(as_of: dt.date) -> int:
     return Order.objects.filter(ordered_at__gte=day_end(as_of)).count()
 
 
-def _aligned(ids: IntArray, values: dict[int, int]) -> FloatArray:
+def aligned_to(ids: IntArray, values: dict[int, int]) -> FloatArray:
     """``values`` (by customer id) lined up with ``ids``; missing customers get 0."""
     if not values:
         return np.zeros(ids.size, dtype=np.float64)
@@ -385,87 +373,9 @@ def _rows(customer_ids: IntArray, columns: list[npt.NDArray[Any]]) -> list[tuple
     return list(zip(*converted, strict=True))
 
 
-# --- CLV ---------------------------------------------------------------------------------------------
-def _report(progress: Progress | None, phase: str, done: int, total: int) -> None:
+def report_progress(progress: Progress | None, phase: str, done: int, total: int) -> None:
     if progress is not None:
         progress(phase, done, total)
-
-
-def _check_history(history: History, cutoff: dt.date) -> None:
-    date = cutoff.isoformat()
-    if history.size < MIN_CUSTOMERS:
-        raise Refused("too_few_customers", count=history.size, date=date, minimum=MIN_CUSTOMERS)
-    if history.size and np.all(history.first_day == history.first_day[0]) and not np.any(history.x > 0):
-        raise Refused("one_day", date=date)
-    repeat_buyers = int(np.count_nonzero(history.x > 0))
-    if repeat_buyers < MIN_REPEAT_BUYERS:
-        raise Refused("too_few_repeat_buyers", count=repeat_buyers, date=date, minimum=MIN_REPEAT_BUYERS)
-
-
-def _fit_purchases(history: History) -> clvmath.FitResult:
-    try:
-        return clvmath.bgnbd_fit(history.x, history.t_x, history.T)
-    except clvmath.FitError as error:
-        raise Refused(error.code, model="bgnbd", detail=error.detail) from error
-
-
-def _fit_spend(history: History) -> clvmath.FitResult:
-    repeat = (history.x > 0) & (history.repeat_mean_fen > 0)
-    if int(np.count_nonzero(repeat)) < MIN_REPEAT_BUYERS:
-        raise Refused(
-            "too_few_repeat_buyers",
-            count=int(np.count_nonzero(repeat)),
-            date="",
-            minimum=MIN_REPEAT_BUYERS,
-        )
-    try:
-        fit = clvmath.gamma_gamma_fit(history.x[repeat], history.repeat_mean_fen[repeat])
-    except clvmath.FitError as error:
-        raise Refused(error.code, model="gamma_gamma", detail=error.detail) from error
-    if fit.params.q <= 1.0:
-        raise Refused("infinite_spend")
-    return fit
-
-
-def holdout_evaluation(
-    params: clvmath.BgNbdParams, calibration: History, actual: FloatArray, holdout_days: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Predicted vs actual repeat purchases in the hold-out, overall and by calibration frequency."""
-    predicted = clvmath.bgnbd_conditional_expected_purchases(
-        params, float(holdout_days), calibration.x, calibration.t_x, calibration.T
-    )
-    buckets = np.minimum(calibration.x, FREQUENCY_BUCKETS - 1).astype(np.int64)
-    counts = np.bincount(buckets, minlength=FREQUENCY_BUCKETS)
-    predicted_sums = np.bincount(buckets, weights=predicted, minlength=FREQUENCY_BUCKETS)
-    actual_sums = np.bincount(buckets, weights=actual, minlength=FREQUENCY_BUCKETS)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        predicted_means = np.where(counts > 0, predicted_sums / counts, np.nan)
-        actual_means = np.where(counts > 0, actual_sums / counts, np.nan)
-    labels = [str(index) for index in range(FREQUENCY_BUCKETS - 1)] + [f"{FREQUENCY_BUCKETS - 1}+"]
-    predicted_total = float(predicted.sum())
-    actual_total = float(actual.sum())
-    evaluation = {
-        "holdout_days": holdout_days,
-        "customers": calibration.size,
-        "predicted_purchases": round(predicted_total, 2),
-        "actual_purchases": int(actual_total),
-        "total_error_percent": (
-            round(100.0 * (predicted_total - actual_total) / actual_total, 2) if actual_total else None
-        ),
-        "mean_absolute_error": round(float(np.mean(np.abs(predicted - actual))), 4),
-        "correlation": (
-            round(float(np.corrcoef(predicted, actual)[0, 1]), 4)
-            if np.std(predicted) > 0 and np.std(actual) > 0
-            else None
-        ),
-    }
-    chart = {
-        "frequencies": labels,
-        "customers": counts.tolist(),
-        "predicted": [None if np.isnan(value) else round(float(value), 4) for value in predicted_means],
-        "actual": [None if np.isnan(value) else round(float(value), 4) for value in actual_means],
-    }
-    return evaluation, chart
 
 
 DEFAULT_HOLDOUT_DAYS = 90
@@ -493,7 +403,7 @@ def model_fit_check(*, actor: User | None, as_of: dt.date | None, holdout_days: 
 
 
 @contextlib.contextmanager
-def _failure_recorded(kind: str, *, as_of: dt.date, actor: User | None) -> Iterator[None]:
+def failure_recorded(kind: str, *, as_of: dt.date, actor: User | None) -> Iterator[None]:
     """An unexpected error inside the block is recorded as a FAILED fit (outside the failed
     transaction, so the report page says what happened) and raised again."""
     started = time.perf_counter()
@@ -505,148 +415,17 @@ def _failure_recorded(kind: str, *, as_of: dt.date, actor: User | None) -> Itera
             status=FitStatus.FAILED,
             as_of=as_of,
             started_by=actor,
-            duration_ms=_elapsed_ms(started),
+            duration_ms=elapsed_ms(started),
             message=f"{type(error).__name__}: {error}"[:2000],
         )
         raise
 
 
-def clv_fit(
-    *,
-    as_of: dt.date | None = None,
-    holdout_days: int = DEFAULT_HOLDOUT_DAYS,
-    actor: User | None = None,
-    progress: Progress | None = None,
-) -> ModelFit:
-    """Fit BG/NBD and Gamma-Gamma, check them on a hold-out, and write every buyer's CLV.
-
-    ``as_of`` (default today) ends the data; the calibration fit ends ``holdout_days`` before
-    it. Needs analytics.change. Returns the fit, REFUSED with the reason when the data cannot
-    support the models (nothing is written to the metrics then); an unexpected error leaves a
-    FAILED fit saying what went wrong.
-    """
-    as_of = model_fit_check(actor=actor, as_of=as_of, holdout_days=holdout_days)
-    with _failure_recorded(FitKind.CLV, as_of=as_of, actor=actor):
-        return _clv_fit(as_of=as_of, holdout_days=holdout_days, actor=actor, progress=progress)
-
-
-def _clv_fit(*, as_of: dt.date, holdout_days: int, actor: User | None, progress: Progress | None) -> ModelFit:
-    started = time.perf_counter()
-    steps = 6
-    calibration_end = as_of - dt.timedelta(days=holdout_days)
-    excluded = future_orders(as_of)
-    notes = _future_note(excluded)
-    fit = ModelFit(kind=FitKind.CLV, as_of=as_of, started_by=actor)
-    try:
-        _report(progress, _("Reading purchases before the hold-out"), 0, steps)
-        calibration = purchase_history(calibration_end)
-        if calibration.size == 0:
-            raise Refused("no_history_before_holdout", date=calibration_end.isoformat())
-        _check_history(calibration, calibration_end)
-        _report(progress, _("Fitting the purchase model on the calibration period"), 1, steps)
-        calibrated = _fit_purchases(calibration)
-        _report(progress, _("Comparing with the hold-out period"), 2, steps)
-        actual = _aligned(calibration.customer_ids, purchase_days_between(calibration_end, as_of))
-        evaluation, chart = holdout_evaluation(calibrated.params, calibration, actual, holdout_days)
-        _report(progress, _("Fitting both models on all purchases"), 3, steps)
-        history = purchase_history(as_of)
-        _check_history(history, as_of)
-        purchases = _fit_purchases(history)
-        spend = _fit_spend(history)
-        _report(progress, _("Scoring customers"), 4, steps)
-        scores = _clv_scores(purchases.params, spend.params, history)
-    except Refused as refusal:
-        return _refuse(fit, refusal, started, actor, notes=notes, excluded=excluded)
-    _report(progress, _("Writing customer metrics"), 5, steps)
-    with transaction.atomic():
-        written = write_scores(history.customer_ids, scores)
-        fit.status = FitStatus.SUCCEEDED
-        fit.customers = history.size
-        fit.log_likelihood = purchases.log_likelihood
-        fit.parameters = {
-            "time_unit": TIME_UNIT,
-            "bgnbd": purchases.params.as_dict(),
-            "gamma_gamma": spend.params.as_dict(),
-            "calibration_bgnbd": calibrated.params.as_dict(),
-            "monthly_discount": float(_settings_discount()),
-            "horizon_months": _settings_months(),
-        }
-        repeat = history.x > 0
-        fit.evaluation = {
-            **evaluation,
-            "calibration_end": calibration_end.isoformat(),
-            "calibration_log_likelihood": calibrated.log_likelihood,
-            "gamma_gamma_log_likelihood": spend.log_likelihood,
-            "repeat_buyers": int(np.count_nonzero(repeat)),
-            # Gamma-Gamma assumes spend does not depend on how often a customer buys.
-            "frequency_spend_correlation": _correlation(history.x[repeat], history.repeat_mean_fen[repeat]),
-            "future_orders_excluded": excluded,
-            "metrics_written": written,
-        }
-        fit.report = {
-            "calibration": chart,
-            "clv_total_fen": int(np.nansum(scores["clv_fen"][1])),
-            "expected_purchases_365_total": round(float(np.nansum(scores["expected_purchases_365"][1])), 2),
-        }
-        fit.message = notes
-        fit.duration_ms = _elapsed_ms(started)
-        fit.save()
-        audit_record(
-            actor=actor,
-            action="analytics.clv_fit",
-            target=fit,
-            after={"status": fit.status, "customers": fit.customers, "parameters": fit.parameters},
-        )
-    _report(progress, _("Done"), steps, steps)
-    return fit
-
-
-def _settings_discount() -> float:
-    return analytics_settings().clv_monthly_discount_permille / 1000.0
-
-
-def _settings_months() -> int:
-    return int(analytics_settings().clv_horizon_months)
-
-
-def _clv_scores(
-    purchases: clvmath.BgNbdParams, spend: clvmath.GammaGammaParams, history: History
-) -> dict[str, tuple[str, npt.NDArray[Any]]]:
-    x, t_x, big_t, mean = history.x, history.t_x, history.T, history.repeat_mean_fen
-    expected_90 = clvmath.bgnbd_conditional_expected_purchases(purchases, 90.0, x, t_x, big_t)
-    expected_365 = clvmath.bgnbd_conditional_expected_purchases(purchases, 365.0, x, t_x, big_t)
-    alive = clvmath.bgnbd_p_alive(purchases, x, t_x, big_t)
-    order_value = clvmath.gamma_gamma_expected_spend(spend, x, mean)
-    value = clvmath.customer_lifetime_value(
-        purchases,
-        spend,
-        x=x,
-        t_x=t_x,
-        T=big_t,
-        m=mean,
-        months=_settings_months(),
-        monthly_discount=_settings_discount(),
-    )
-    return {
-        "expected_purchases_90": ("DOUBLE PRECISION", expected_90),
-        "expected_purchases_365": ("DOUBLE PRECISION", expected_365),
-        "p_alive": ("DOUBLE PRECISION", alive),
-        "expected_order_fen": ("BIGINT", np.rint(order_value).astype(np.int64)),
-        "clv_fen": ("BIGINT", np.rint(np.where(np.isfinite(value), value, 0.0)).astype(np.int64)),
-    }
-
-
-def _correlation(first: FloatArray, second: FloatArray) -> float | None:
-    if first.size < 2 or np.std(first) == 0 or np.std(second) == 0:
-        return None
-    return round(float(np.corrcoef(first, second)[0, 1]), 4)
-
-
-def _elapsed_ms(started: float) -> int:
+def elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _future_note(excluded: int) -> str:
+def future_note(excluded: int) -> str:
     if not excluded:
         return ""
     return ngettext(
@@ -656,7 +435,7 @@ def _future_note(excluded: int) -> str:
     ) % {"count": excluded}
 
 
-def _refuse(
+def record_refusal(
     fit: ModelFit, refusal: Refused, started: float, actor: User | None, *, notes: str, excluded: int
 ) -> ModelFit:
     with transaction.atomic():
@@ -667,7 +446,7 @@ def _refuse(
             "refusal": {"code": refusal.code, "params": refusal.params},
             "future_orders_excluded": excluded,
         }
-        fit.duration_ms = _elapsed_ms(started)
+        fit.duration_ms = elapsed_ms(started)
         fit.save()
         audit_record(
             actor=actor,
@@ -678,298 +457,10 @@ def _refuse(
     return fit
 
 
-# --- churn -------------------------------------------------------------------------------------------
-FEATURES = (
-    "recency_days",
-    "purchase_days",
-    "monetary_fen",
-    "average_order_fen",
-    "tenure_days",
-    "purchase_days_90",
-    "purchase_days_180",
-    "refund_share",
-    "cards",
-    "points_balance",
-    "stored_value_fen",
-    "p_alive",
-)
-CLASSIFIER_SETTINGS: dict[str, Any] = {
-    "max_iter": 200,
-    "learning_rate": 0.05,
-    "max_leaf_nodes": 15,
-    "l2_regularization": 1.0,
-    "random_state": 0,
-}
-
-
-@dataclass(frozen=True)
-class Features:
-    customer_ids: IntArray
-    matrix: FloatArray  # one column per FEATURES entry
-
-    @property
-    def size(self) -> int:
-        return int(self.customer_ids.size)
-
-
-def churn_features(cutoff: dt.date, *, purchases: clvmath.BgNbdParams | None = None) -> Features:
-    """Every buyer's features as they stood at the end of ``cutoff`` (nothing later is read).
-
-    Purchase figures come from one aggregate over the daily purchase rows; cards from those
-    issued by then; points and stored value from each card's last ledger entry by then.
-    """
-    inner, params = _daily_sql(start=None, end=day_end(cutoff))
-    sql = f"""
-        SELECT d.customer_id,
-               SUM(CASE WHEN d.net > 0 THEN 1 ELSE 0 END),
-               MIN(CASE WHEN d.net > 0 THEN d.day END),
-               MAX(CASE WHEN d.net > 0 THEN d.day END),
-               SUM(d.net), SUM(d.counted), SUM(d.gross), SUM(d.refunded),
-               SUM(CASE WHEN d.net > 0 AND d.day > %s THEN 1 ELSE 0 END),
-               SUM(CASE WHEN d.net > 0 AND d.day > %s THEN 1 ELSE 0 END)
-        FROM ({inner}) d
-        GROUP BY d.customer_id
-        HAVING SUM(CASE WHEN d.net > 0 THEN 1 ELSE 0 END) > 0
-        ORDER BY d.customer_id
-    """  # noqa: S608 -- the ORM's SQL, parameters apart
-    windows = [_day_param(cutoff - dt.timedelta(days=90)), _day_param(cutoff - dt.timedelta(days=180))]
-    with connection.cursor() as cursor:
-        # The window parameters come first in the statement, before the inner query's.
-        cursor.execute(sql, [*windows, *params])
-        rows = cursor.fetchall()
-    if not rows:
-        return Features(np.zeros(0, dtype=np.int64), np.zeros((0, len(FEATURES))))
-    ids, days, firsts, lasts, net, counted, gross, refunded, days_90, days_180 = (
-        np.asarray(column) for column in zip(*rows, strict=True)
-    )
-    customer_ids = ids.astype(np.int64)
-    first_day, last_day = _days(list(firsts)), _days(list(lasts))
-    days_f = days.astype(np.float64)
-    net_f = net.astype(np.float64)
-    gross_f = gross.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        average = np.where(counted > 0, net_f / np.maximum(counted.astype(np.float64), 1.0), 0.0)
-        refund_share = np.where(gross_f > 0, refunded.astype(np.float64) / gross_f, 0.0)
-    tenure = _since(cutoff, first_day)
-    recency = _since(cutoff, last_day)
-    alive = np.full(customer_ids.size, np.nan)
-    if purchases is not None:
-        alive = clvmath.bgnbd_p_alive(purchases, days_f - 1.0, tenure - recency, tenure)
-    cards = _aligned(customer_ids, _cards_by(cutoff))
-    points, stored = _balances_by(cutoff)
-    matrix = np.column_stack(
-        [
-            recency,
-            days_f,
-            net_f,
-            average,
-            tenure,
-            days_90.astype(np.float64),
-            days_180.astype(np.float64),
-            refund_share,
-            cards,
-            _aligned(customer_ids, points),
-            _aligned(customer_ids, stored),
-            alive,
-        ]
-    )
-    return Features(customer_ids, matrix)
-
-
-def _cards_by(cutoff: dt.date) -> dict[int, int]:
-    rows = (
-        Card.objects.filter(issued_at__lt=day_end(cutoff))
-        .values("customer_id")
-        .annotate(cards=Count("id"))
-        .order_by()
-        .values_list("customer_id", "cards")
-    )
-    return {int(customer): int(cards) for customer, cards in rows}
-
-
-def _balances_by(cutoff: dt.date) -> tuple[dict[int, int], dict[int, int]]:
-    """Points and stored value per customer: each card's last balance by the end of ``cutoff``."""
-    entries = connection.ops.quote_name(LedgerEntry._meta.db_table)
-    cards = connection.ops.quote_name(Card._meta.db_table)
-    sql = f"""
-        SELECT c.customer_id,
-               SUM(CASE WHEN e.kind = %s THEN e.balance_after ELSE 0 END),
-               SUM(CASE WHEN e.kind = %s THEN e.balance_after ELSE 0 END)
-        FROM (
-            SELECT card_id, kind, balance_after,
-                   ROW_NUMBER() OVER (PARTITION BY card_id, kind ORDER BY created_at DESC, id DESC) AS position
-            FROM {entries}
-            WHERE created_at < %s AND kind IN (%s, %s)
-        ) e
-        JOIN {cards} c ON c.id = e.card_id
-        WHERE e.position = 1
-        GROUP BY c.customer_id
-    """  # noqa: S608 -- table names from the models
-    end = connection.ops.adapt_datetimefield_value(day_end(cutoff))
-    kinds = [LedgerKind.POINTS.value, LedgerKind.STORED_VALUE.value]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*kinds, end, *kinds])
-        rows = cursor.fetchall()
-    points = {int(customer): int(value or 0) for customer, value, _stored in rows}
-    stored = {int(customer): int(value or 0) for customer, _points, value in rows}
-    return points, stored
-
-
-def churn_labels(features: Features, cutoff: dt.date, horizon_days: int) -> npt.NDArray[np.int64]:
-    """1 for a customer who bought nothing in (cutoff, cutoff + horizon], else 0."""
-    bought = purchase_days_between(cutoff, cutoff + dt.timedelta(days=horizon_days))
-    result: npt.NDArray[np.int64] = (_aligned(features.customer_ids, bought) == 0).astype(np.int64)
-    return result
-
-
-def _check_window(features: Features, labels: npt.NDArray[np.int64] | None, cutoff: dt.date) -> None:
-    if features.size < MIN_CUSTOMERS:
-        raise Refused(
-            "too_few_customers_window", count=features.size, date=cutoff.isoformat(), minimum=MIN_CUSTOMERS
-        )
-    if labels is not None and np.unique(labels).size < 2:
-        outcome = "churned" if labels[0] == 1 else "bought_again"
-        raise Refused("single_class", date=cutoff.isoformat(), outcome=outcome)
-
-
-def _classifier() -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(**CLASSIFIER_SETTINGS)
-
-
-# Below this many rows the boosting's OpenMP threads cost more than they save: on a busy
-# two-core machine their spin-waits made a 600-customer fit take a minute instead of a second.
-THREADED_FROM_ROWS = 100_000
-
-
-def _threads(rows: int) -> Any:
-    # scikit-learn's OpenMP runtime must be loaded before its threads can be limited.
-    import sklearn.ensemble  # noqa: F401
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no type information
-
-    return threadpool_limits(limits=None if rows >= THREADED_FROM_ROWS else 1, user_api="openmp")
-
-
-def _roc(labels: npt.NDArray[np.int64], scores: FloatArray) -> tuple[float, dict[str, list[float]]]:
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    auc = float(roc_auc_score(labels, scores))
-    false_positive, true_positive, _thresholds = roc_curve(labels, scores)
-    if false_positive.size > ROC_POINTS:
-        picked = np.unique(np.linspace(0, false_positive.size - 1, ROC_POINTS).round().astype(int))
-        false_positive, true_positive = false_positive[picked], true_positive[picked]
-    return auc, {
-        "fpr": [round(float(value), 4) for value in false_positive],
-        "tpr": [round(float(value), 4) for value in true_positive],
-    }
-
-
-def churn_train(
-    *, as_of: dt.date | None = None, actor: User | None = None, progress: Progress | None = None
-) -> ModelFit:
-    """Train the churn classifier on a time split, back-test it, and score every buyer.
-
-    With horizon h (AnalyticsSettings.churn_horizon_days): train on features at as_of − 2h
-    with labels from (as_of − 2h, as_of − h]; back-test on features at as_of − h with labels
-    from (as_of − h, as_of] (AUC, ROC); then train on that later window and write each buyer's
-    probability of no purchase within h days to ``CustomerMetrics.churn_risk``.
-    Needs analytics.change. An unexpected error leaves a FAILED fit saying what went wrong.
-    """
-    as_of = model_fit_check(actor=actor, as_of=as_of)
-    with _failure_recorded(FitKind.CHURN, as_of=as_of, actor=actor):
-        return _churn_train(as_of=as_of, actor=actor, progress=progress)
-
-
-def _churn_train(*, as_of: dt.date, actor: User | None, progress: Progress | None) -> ModelFit:
-    started = time.perf_counter()
-    steps = 6
-    horizon = int(analytics_settings().churn_horizon_days)
-    train_cutoff = as_of - dt.timedelta(days=2 * horizon)
-    test_cutoff = as_of - dt.timedelta(days=horizon)
-    excluded = future_orders(as_of)
-    notes = _future_note(excluded)
-    fit = ModelFit(kind=FitKind.CHURN, as_of=as_of, started_by=actor)
-    clv = latest_fit(FitKind.CLV)
-    purchases = clvmath.BgNbdParams(**clv.parameters["bgnbd"]) if clv and "bgnbd" in clv.parameters else None
-    try:
-        _report(progress, _("Features at the training cut-off"), 0, steps)
-        train = churn_features(train_cutoff, purchases=purchases)
-        if train.size == 0:
-            raise Refused(
-                "not_enough_history", date=train_cutoff.isoformat(), days=horizon, as_of=as_of.isoformat()
-            )
-        _check_window(train, None, train_cutoff)
-        train_labels = churn_labels(train, train_cutoff, horizon)
-        _check_window(train, train_labels, train_cutoff)
-        _report(progress, _("Features at the back-test cut-off"), 1, steps)
-        test = churn_features(test_cutoff, purchases=purchases)
-        _check_window(test, None, test_cutoff)
-        test_labels = churn_labels(test, test_cutoff, horizon)
-        _check_window(test, test_labels, test_cutoff)
-    except Refused as refusal:
-        return _refuse(fit, refusal, started, actor, notes=notes, excluded=excluded)
-    # P(alive) is a feature only when a CLV fit exists (an all-empty column trains nothing).
-    used = [index for index, name in enumerate(FEATURES) if name != "p_alive" or purchases is not None]
-    _report(progress, _("Training on the earlier window"), 2, steps)
-    with _threads(train.size):
-        back_test_model = _classifier().fit(train.matrix[:, used], train_labels)
-        _report(progress, _("Back-testing on the later window"), 3, steps)
-        test_scores = back_test_model.predict_proba(test.matrix[:, used])[:, 1]
-    auc, roc = _roc(test_labels, test_scores)
-    # The same test scored by recency alone: what the classifier adds over "longest silent first".
-    recency_auc, _recency_roc = _roc(test_labels, test.matrix[:, FEATURES.index("recency_days")])
-    _report(progress, _("Training on the later window and scoring"), 4, steps)
-    with _threads(test.size):
-        final_model = _classifier().fit(test.matrix[:, used], test_labels)
-    current = churn_features(as_of, purchases=purchases)
-    with _threads(current.size):
-        risk = final_model.predict_proba(current.matrix[:, used])[:, 1] if current.size else np.zeros(0)
-    _report(progress, _("Writing customer metrics"), 5, steps)
-    with transaction.atomic():
-        written = write_scores(current.customer_ids, {"churn_risk": ("DOUBLE PRECISION", np.asarray(risk))})
-        fit.status = FitStatus.SUCCEEDED
-        fit.customers = current.size
-        fit.parameters = {
-            "classifier": "HistGradientBoostingClassifier",
-            "settings": CLASSIFIER_SETTINGS,
-            "features": [FEATURES[index] for index in used],
-            "horizon_days": horizon,
-            "uses_p_alive": purchases is not None,
-        }
-        fit.evaluation = {
-            "auc": round(auc, 4),
-            "auc_recency_only": round(recency_auc, 4),
-            "train_cutoff": train_cutoff.isoformat(),
-            "test_cutoff": test_cutoff.isoformat(),
-            "train_customers": train.size,
-            "test_customers": test.size,
-            "train_churn_rate": round(float(np.mean(train_labels)), 4),
-            "test_churn_rate": round(float(np.mean(test_labels)), 4),
-            "future_orders_excluded": excluded,
-            "metrics_written": written,
-        }
-        fit.report = {
-            "roc": roc,
-            "risk_histogram": np.histogram(risk, bins=10, range=(0.0, 1.0))[0].tolist(),
-        }
-        fit.message = notes
-        fit.duration_ms = _elapsed_ms(started)
-        fit.save()
-        audit_record(
-            actor=actor,
-            action="analytics.churn_fit",
-            target=fit,
-            after={"status": fit.status, "customers": fit.customers, "auc": fit.evaluation["auc"]},
-        )
-    _report(progress, _("Done"), steps, steps)
-    return fit
-
-
 def fit_message(fit: ModelFit) -> str:
     """The fit's message in the active language: why it was refused, and what was left out."""
     evaluation = fit.evaluation or {}
-    note = _future_note(int(evaluation.get("future_orders_excluded") or 0))
+    note = future_note(int(evaluation.get("future_orders_excluded") or 0))
     refusal = evaluation.get("refusal")
     if isinstance(refusal, dict) and refusal.get("code"):
         return f"{refusal_text(str(refusal['code']), dict(refusal.get('params') or {}))} {note}".strip()

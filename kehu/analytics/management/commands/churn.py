@@ -20,7 +20,7 @@ from kehu.analytics.management.commands._models_cli import (
     print_json,
     progress_bar,
 )
-from kehu.analytics.services.models import churn_train
+from kehu.analytics.services.churn import churn_train
 from kehu.core.errors import DomainError
 
 

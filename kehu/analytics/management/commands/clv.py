@@ -22,7 +22,8 @@ from kehu.analytics.management.commands._models_cli import (
     print_json,
     progress_bar,
 )
-from kehu.analytics.services.models import MAX_HOLDOUT_DAYS, clv_fit
+from kehu.analytics.services.clv import clv_fit
+from kehu.analytics.services.models import MAX_HOLDOUT_DAYS
 from kehu.core.errors import DomainError
 
 
