@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from kehu.analytics.models import CustomerMetrics, MetricsRun, RunStatus
-from kehu.analytics.services import metrics
+from kehu.analytics.services import metrics, metrics_sql
 from kehu.analytics.services.metrics import (
     MetricsRefreshRunning,
     analytics_settings,
@@ -263,7 +263,7 @@ GRID = {
 def test_segment_grid(r_score: int, f_score: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {metrics.SEGMENT_SQL} FROM (SELECT %s AS r_score, %s AS f_score) scores",  # noqa: S608
+            f"SELECT {metrics_sql.SEGMENT_SQL} FROM (SELECT %s AS r_score, %s AS f_score) scores",  # noqa: S608
             [r_score, f_score],
         )
         (segment,) = cursor.fetchone()
@@ -466,14 +466,14 @@ def test_offset_intervals_find_daylight_saving_changes() -> None:
     new_york = zoneinfo.ZoneInfo("America/New_York")
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     end = dt.datetime(2026, 12, 31, tzinfo=dt.UTC)
-    intervals = metrics._offset_intervals(new_york, start, end)
+    intervals = metrics_sql.offset_intervals(new_york, start, end)
     assert [(moment.isoformat(), offset) for moment, offset in intervals] == [
         ("2026-01-01T00:00:00+00:00", -5 * 3600),
         ("2026-03-08T07:00:00+00:00", -4 * 3600),
         ("2026-11-01T06:00:00+00:00", -5 * 3600),
     ]
     shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
-    assert len(metrics._offset_intervals(shanghai, start, end)) == 1
+    assert len(metrics_sql.offset_intervals(shanghai, start, end)) == 1
 
 
 def test_purchase_days_follow_daylight_saving(

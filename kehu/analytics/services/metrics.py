@@ -8,7 +8,7 @@ Every aggregate runs inside the database (docs/analytics.md, "Metrics", defines 
    groups the counted orders by customer into a temporary table: orders, distinct local purchase
    days, net spend, first and last purchase;
 2. the quintile cut points of recency, frequency (purchase days) and net spend among buyers come
-   from one ``ROW_NUMBER()`` window per measure over that table;
+   from one read of that table's three columns (``numpy.partition`` picks the ranks);
 3. the activity thresholds come from the gaps between consecutive purchase days (``LAG``), over
    every repeat buyer or, when there are more than ``GAP_SAMPLE_ORDERS`` of their orders, an even
    sample of them by customer id;
@@ -21,27 +21,17 @@ An incremental refresh (:func:`metrics_refresh_customers`) runs the same aggrega
 scoring SQL for a few customers, against the cut points and thresholds of the last full run, so a
 customer scores the same whichever way the row was written.
 
-Local days. A purchase day is a calendar day in ``settings.TIME_ZONE`` (default Asia/Shanghai).
-Django's SQLite date functions are Python functions, far too slow for ten million rows, so the
-SQL is built from the zone's UTC offsets over the data's time span: when the offset is constant
-(Asia/Shanghai has had no daylight saving since 1991) a fixed shift, written so that SQLite calls
-its C ``date()`` only for orders whose local day differs from the UTC day; when the zone changed
-offset in that span, one offset per interval between transitions (exact, slower). PostgreSQL uses
-``AT TIME ZONE`` with the zone's name, which is exact everywhere.
+The SQL text itself is built in :mod:`kehu.analytics.services.metrics_sql`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import time
-import zoneinfo
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -49,6 +39,21 @@ from django.utils.translation import ngettext
 
 from kehu.accounts.models import User
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, MetricsRun, RunStatus
+from kehu.analytics.services.metrics_sql import (
+    CUSTOMERS_TABLE,
+    METRICS_TABLE,
+    ORDERS_TABLE,
+    Scoring,
+    Thresholds,
+    VendorSql,
+    aggregate_select,
+    business_zone,
+    counted_orders_where,
+    cutoff_after,
+    db_datetime,
+    is_postgresql,
+    rows_select,
+)
 from kehu.core.audit import audit_record
 from kehu.core.dbtuning import large_sqlite_page_cache
 from kehu.core.errors import Conflict, ValidationFailed
@@ -71,9 +76,6 @@ DEFAULT_DORMANT_AFTER_DAYS: Final = 180
 GAP_SAMPLE_ORDERS: Final = 50_000
 # Rows per fetch while the cut points' three columns are read.
 CUT_POINT_READ_ROWS: Final = 100_000
-# Loyal: at least this many purchase days and an F score of at least LOYAL_F_SCORE.
-LOYAL_MIN_DAYS: Final = 3
-LOYAL_F_SCORE: Final = 4
 # A run still "running" after this long is taken as dead (its process was killed).
 STALE_RUN: Final = dt.timedelta(hours=2)
 
@@ -89,9 +91,6 @@ MODEL_COLUMNS: Final = (
     "clv_fen",
     "churn_risk",
 )
-METRICS_TABLE: Final = "analytics_customermetrics"
-ORDERS_TABLE: Final = "commerce_order"
-CUSTOMERS_TABLE: Final = "customers_customer"
 
 # The columns a refresh writes; the model outputs are never in this list.
 WRITTEN_COLUMNS: Final = (
@@ -132,32 +131,7 @@ def latest_run() -> MetricsRun | None:
 
 def business_today() -> dt.date:
     """Today in the business's time zone."""
-    return timezone.localdate(timezone.now(), _zone())
-
-
-# --- scoring parameters ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Thresholds:
-    """Activity and lifecycle thresholds in days, and where they came from."""
-
-    active_within_days: int
-    dormant_after_days: int
-    churned_after_days: int
-    source: str  # "derived", "override", "default"
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """What turns raw measures into scores and labels: one run's cut points and thresholds."""
-
-    recency_cuts: Sequence[int]
-    frequency_cuts: Sequence[int]
-    monetary_cuts: Sequence[int]
-    thresholds: Thresholds
-
-    @property
-    def has_cuts(self) -> bool:
-        return len(self.recency_cuts) == 4 and len(self.frequency_cuts) == 4 and len(self.monetary_cuts) == 4
+    return timezone.localdate(timezone.now(), business_zone())
 
 
 def _thresholds(
@@ -189,240 +163,6 @@ def _scoring_from_run(run: MetricsRun | None, preferences: AnalyticsSettings) ->
     return Scoring(run.recency_cuts, run.frequency_cuts, run.monetary_cuts, thresholds)
 
 
-# --- SQL building blocks ---------------------------------------------------------------------------
-def _zone() -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(str(getattr(settings, "TIME_ZONE", None) or "Asia/Shanghai"))
-
-
-def _is_postgresql() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def _db_datetime(value: dt.datetime) -> Any:
-    """A datetime as this database compares it with a stored column (text in UTC on SQLite)."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _offset_intervals(zone: dt.tzinfo, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, int]]:
-    """The zone's UTC offset in seconds from ``start`` to ``end``: ``[(from_utc, offset), ...]``."""
-    begin = dt.datetime.combine(start.astimezone(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
-    finish = dt.datetime.combine(
-        end.astimezone(dt.UTC).date() + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC
-    )
-    return list(_cached_intervals(zone, begin, finish))
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_intervals(
-    zone: dt.tzinfo, start: dt.datetime, end: dt.datetime
-) -> tuple[tuple[dt.datetime, int], ...]:
-    """Found day by day, then narrowed to the second by bisection; ten years take milliseconds."""
-
-    def offset(moment: dt.datetime) -> int:
-        delta = moment.astimezone(zone).utcoffset()
-        return int(delta.total_seconds()) if delta is not None else 0
-
-    start = start.astimezone(dt.UTC)
-    end = end.astimezone(dt.UTC)
-    intervals = [(start, offset(start))]
-    moment = start
-    step = dt.timedelta(days=1)
-    while moment < end:
-        following = min(moment + step, end)
-        if offset(following) != intervals[-1][1]:
-            low, high = moment, following
-            while high - low > dt.timedelta(seconds=1):
-                middle = low + (high - low) / 2
-                if offset(middle) == intervals[-1][1]:
-                    low = middle
-                else:
-                    high = middle
-            intervals.append((high.replace(microsecond=0), offset(high)))
-        moment = following
-    return tuple(intervals)
-
-
-def _clock(seconds: int) -> str:
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _sqlite_day(column: str, intervals: list[tuple[dt.datetime, int]]) -> str:
-    """SQLite text 'YYYY-MM-DD' of the local day of a stored UTC datetime column."""
-    if len(intervals) == 1:
-        shift = intervals[0][1]
-        if shift == 0:
-            return f"substr({column}, 1, 10)"
-        # Only orders whose local day differs from the UTC day need date(): with +08:00, those
-        # from 16:00 UTC on (local midnight to 08:00), few in a shop's day.
-        if shift > 0:
-            return (
-                f"(CASE WHEN substr({column}, 12, 8) < '{_clock(86400 - shift)}' THEN substr({column}, 1, 10) "
-                f"ELSE date({column}, '+{shift} seconds') END)"
-            )
-        return (
-            f"(CASE WHEN substr({column}, 12, 8) >= '{_clock(-shift)}' THEN substr({column}, 1, 10) "
-            f"ELSE date({column}, '{shift} seconds') END)"
-        )
-    branches = " ".join(
-        f"WHEN {column} < '{until.strftime('%Y-%m-%d %H:%M:%S')}' THEN '{shift:+d} seconds'"
-        for (_since, shift), (until, _next) in zip(intervals, intervals[1:], strict=False)
-    )
-    return f"date({column}, CASE {branches} ELSE '{intervals[-1][1]:+d} seconds' END)"
-
-
-@dataclass(frozen=True)
-class _Sql:
-    """Vendor-specific expressions for one refresh."""
-
-    day: Callable[[str], str]  # local day of a datetime column (text on SQLite, date on PostgreSQL)
-    days_between: Callable[[str, str], str]  # whole days from day expression a to day expression b
-
-    @classmethod
-    def build(cls, *, start: dt.datetime, end: dt.datetime) -> _Sql:
-        zone = _zone()
-        if _is_postgresql():
-            name = zone.key.replace("'", "''")
-            return cls(
-                day=lambda column: f"(({column}) AT TIME ZONE '{name}')::date",
-                days_between=lambda first, second: f"(({second}) - ({first}))",
-            )
-        intervals = _offset_intervals(zone, start, end)
-        return cls(
-            day=lambda column: _sqlite_day(column, intervals),
-            days_between=lambda first, second: f"CAST(julianday({second}) - julianday({first}) AS INTEGER)",
-        )
-
-
-def _as_of_literal(as_of: dt.date) -> str:
-    # An ISO date from a date object: no quoting issue, and the same text on both databases.
-    return f"'{as_of.isoformat()}'" if not _is_postgresql() else f"DATE '{as_of.isoformat()}'"
-
-
-def _cutoff(as_of: dt.date) -> dt.datetime:
-    """The first moment after ``as_of`` in the business's zone: orders from then on are "future"."""
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=_zone())
-
-
-def _counted_orders_where(alias: str = "") -> str:
-    """Orders that count: before the cut-off, and not fully refunded (money all given back).
-
-    ``+`` keeps SQLite on the covering index instead of the (ordered_at, id) index.
-    """
-    prefix = f"{alias}." if alias else ""
-    plus = "" if _is_postgresql() else "+"
-    return (
-        f"{plus}{prefix}ordered_at < %(cutoff)s "
-        f"AND ({prefix}refunded_fen = 0 OR {prefix}refunded_fen < {prefix}total_fen)"
-    )
-
-
-def _aggregate_select(sql: _Sql, as_of: dt.date, customer_filter: str = "") -> str:
-    """Per customer: counted orders, distinct local purchase days, net spend, first and last
-    purchase, and the days from the last purchase day to ``as_of`` (computed once per customer)."""
-    where = _counted_orders_where()
-    if customer_filter:
-        where = f"{customer_filter} AND {where}"
-    recency = sql.days_between(sql.day("MAX(ordered_at)"), _as_of_literal(as_of))
-    return (
-        "SELECT customer_id, COUNT(*) AS orders_count, "
-        f"COUNT(DISTINCT {sql.day('ordered_at')}) AS purchase_days, "
-        "SUM(total_fen - refunded_fen) AS monetary_fen, "
-        "MIN(ordered_at) AS first_order_at, MAX(ordered_at) AS last_order_at, "
-        f"{recency} AS recency_days "
-        f"FROM {ORDERS_TABLE} WHERE {where} GROUP BY customer_id"
-    )
-
-
-def _score_up(value: str, cuts: Sequence[int]) -> str:
-    """1 + the number of cut points below ``value``: higher values score higher."""
-    terms = " + ".join(f"(CASE WHEN {value} > {int(cut)} THEN 1 ELSE 0 END)" for cut in cuts)
-    return f"(1 + {terms})"
-
-
-def _score_down(value: str, cuts: Sequence[int]) -> str:
-    """5 - the number of cut points below ``value``: lower values (more recent) score higher."""
-    terms = " - ".join(f"(CASE WHEN {value} > {int(cut)} THEN 1 ELSE 0 END)" for cut in cuts)
-    return f"(5 - {terms})"
-
-
-SEGMENT_SQL: Final = """CASE
-    WHEN r_score IS NULL OR f_score IS NULL THEN ''
-    WHEN r_score = 5 AND f_score = 1 THEN 'new'
-    WHEN r_score = 4 AND f_score = 1 THEN 'promising'
-    WHEN r_score >= 4 AND f_score <= 3 THEN 'potential_loyalist'
-    WHEN r_score = 5 THEN 'champions'
-    WHEN r_score >= 3 AND f_score >= 4 THEN 'loyal'
-    WHEN r_score = 3 AND f_score = 3 THEN 'need_attention'
-    WHEN r_score = 3 THEN 'about_to_sleep'
-    WHEN f_score = 5 THEN 'cant_lose'
-    WHEN f_score >= 3 THEN 'at_risk'
-    WHEN r_score = 1 AND f_score = 1 THEN 'lost'
-    ELSE 'hibernating' END"""
-
-
-class _KeepSubquery:
-    """`` OFFSET 0`` on a subquery: the database computes its columns once per row instead of
-    pasting each expression into every outer use (the segment CASE names the R score twelve
-    times; flattened, that was fifty date computations per customer)."""
-
-    def __str__(self) -> str:
-        return " OFFSET 0" if _is_postgresql() else " LIMIT -1 OFFSET 0"
-
-
-_KEEP: Final = _KeepSubquery()
-
-
-def _rows_select(sql: _Sql, scoring: Scoring, *, as_of: dt.date, source: str, customer_filter: str) -> str:
-    """Every written column for the non-deleted customers, from an aggregate ``source`` (a table
-    or a parenthesised SELECT aliased by the caller as ``a``)."""
-    as_of_sql = _as_of_literal(as_of)
-    if scoring.has_cuts:
-        r_score = _score_down("recency_days", scoring.recency_cuts)
-        f_score = _score_up("purchase_days", scoring.frequency_cuts)
-        m_score = _score_up("monetary_fen", scoring.monetary_cuts)
-    else:
-        r_score = f_score = m_score = "CAST(NULL AS integer)"
-    limits = scoring.thresholds
-    base = (
-        "SELECT c.id AS customer_id, "
-        "COALESCE(a.orders_count, 0) AS orders_count, "
-        "COALESCE(a.purchase_days, 0) AS purchase_days, "
-        # Net spend never goes below zero: each order's refund is capped by its total in the
-        # database, and this keeps the sum honest should a correction ever be booked otherwise.
-        "CASE WHEN a.monetary_fen IS NULL OR a.monetary_fen < 0 THEN 0 ELSE a.monetary_fen END AS monetary_fen, "
-        "a.first_order_at, a.last_order_at, "
-        "a.recency_days "
-        f"FROM {CUSTOMERS_TABLE} c LEFT JOIN {source} a ON a.customer_id = c.id "
-        f"WHERE c.deleted_at IS NULL{customer_filter}{_KEEP}"
-    )
-    scored = (
-        "SELECT b.*, "
-        "CASE WHEN b.orders_count > 0 THEN b.monetary_fen / b.orders_count ELSE 0 END AS average_order_fen, "
-        f"CASE WHEN b.orders_count > 0 THEN {r_score} END AS r_score, "
-        f"CASE WHEN b.orders_count > 0 THEN {f_score} END AS f_score, "
-        f"CASE WHEN b.orders_count > 0 THEN {m_score} END AS m_score "
-        f"FROM ({base}) b{_KEEP}"
-    )
-    return (
-        "SELECT s.customer_id, s.orders_count, s.purchase_days, s.monetary_fen, s.average_order_fen, "
-        "s.first_order_at, s.last_order_at, s.recency_days, s.r_score, s.f_score, s.m_score, "
-        f"{SEGMENT_SQL} AS rfm_segment, "
-        "CASE WHEN s.orders_count = 0 THEN 'none' "
-        f"WHEN s.recency_days <= {limits.active_within_days} THEN 'active' "
-        f"WHEN s.recency_days <= {limits.dormant_after_days} THEN 'regular' ELSE 'dormant' END AS activity, "
-        "CASE WHEN s.orders_count = 0 THEN 'prospect' "
-        f"WHEN s.recency_days > {limits.churned_after_days} THEN 'churned' "
-        f"WHEN s.recency_days > {limits.dormant_after_days} THEN 'at_risk' "
-        "WHEN s.purchase_days <= 1 THEN 'new' "
-        f"WHEN s.purchase_days >= {LOYAL_MIN_DAYS} AND s.f_score >= {LOYAL_F_SCORE} THEN 'loyal' "
-        "ELSE 'repeat' END AS lifecycle, "
-        "CASE WHEN s.m_score IS NULL THEN 'none' WHEN s.m_score = 5 THEN 'high' "
-        "WHEN s.m_score >= 3 THEN 'medium' ELSE 'low' END AS value_tier, "
-        f"{as_of_sql} AS as_of, %(now)s AS refreshed_at "
-        f"FROM ({scored}) s WHERE 1 = 1"
-    )
-
-
 def _upsert(select_sql: str, params: dict[str, Any]) -> int:
     columns = ", ".join(WRITTEN_COLUMNS)
     updates = ", ".join(f"{column} = excluded.{column}" for column in WRITTEN_COLUMNS[1:])
@@ -450,14 +190,14 @@ def _upsert_all(select_sql: str, params: dict[str, Any]) -> int:
         for index in CustomerMetrics._meta.indexes
         # SQLite leaves an index alone when an UPDATE sets none of its columns: the model
         # outputs' indexes (CLV, churn risk) stay. PostgreSQL updates every index of a moved row.
-        if _is_postgresql() or any(field.lstrip("-") in written for field in index.fields)
+        if is_postgresql() or any(field.lstrip("-") in written for field in index.fields)
     ]
     with connection.cursor() as cursor:
         for name, _create in indexes:
             cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
-    count = _rewrite_postgresql(select_sql, params) if _is_postgresql() else _upsert(select_sql, params)
+    count = _rewrite_postgresql(select_sql, params) if is_postgresql() else _upsert(select_sql, params)
     with connection.cursor() as cursor:
-        if _is_postgresql():
+        if is_postgresql():
             # PostgreSQL refuses CREATE INDEX while the rows' deferred foreign-key checks are
             # pending: run them now, then defer again as Django's constraints are by default.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -470,7 +210,7 @@ def _upsert_all(select_sql: str, params: dict[str, Any]) -> int:
 def _analyze_temporary(cursor: Any, table: str) -> None:
     """PostgreSQL: statistics for a temporary table (autovacuum never visits one), so the joins
     on it are planned for its real size; the million-row write ran a third slower without."""
-    if _is_postgresql():
+    if is_postgresql():
         cursor.execute(f"ANALYZE {table}")
 
 
@@ -509,7 +249,7 @@ def _datetime_type() -> str:
 
 
 def _now_param() -> Any:
-    return _db_datetime(timezone.now())
+    return db_datetime(timezone.now())
 
 
 # --- the full refresh -----------------------------------------------------------------------------
@@ -527,7 +267,7 @@ def _order_time_span(cutoff: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         cursor.execute(
             f"SELECT (SELECT MIN(ordered_at) FROM {ORDERS_TABLE} WHERE ordered_at < %(cutoff)s), "
             f"(SELECT MAX(ordered_at) FROM {ORDERS_TABLE} WHERE ordered_at < %(cutoff)s)",
-            {"cutoff": _db_datetime(cutoff)},
+            {"cutoff": db_datetime(cutoff)},
         )
         first, last = cursor.fetchone()
     if first is None:
@@ -545,7 +285,7 @@ def _future_orders(cutoff: dt.datetime) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT COUNT(*), COUNT(DISTINCT customer_id) FROM {ORDERS_TABLE} WHERE ordered_at >= %(cutoff)s",
-            {"cutoff": _db_datetime(cutoff)},
+            {"cutoff": db_datetime(cutoff)},
         )
         orders, customers = cursor.fetchone()
     return {"orders": int(orders), "customers": int(customers)}
@@ -598,7 +338,7 @@ def _buyer_cut_points() -> tuple[list[int], list[int], list[int], int]:
     return cuts(0), cuts(1), cuts(2), count
 
 
-def _derive_thresholds(sql: _Sql, cutoff: dt.datetime) -> dict[str, Any]:
+def _derive_thresholds(sql: VendorSql, cutoff: dt.datetime) -> dict[str, Any]:
     """Gaps in days between consecutive purchase days of repeat buyers, and their percentiles."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -615,13 +355,13 @@ def _derive_thresholds(sql: _Sql, cutoff: dt.datetime) -> dict[str, Any]:
         day = sql.day("o.ordered_at")
         days = (
             f"SELECT DISTINCT o.customer_id, {day} AS day FROM {ORDERS_TABLE} o "
-            f"WHERE o.customer_id IN ({', '.join(map(str, sampled)) or 'NULL'}) AND {_counted_orders_where('o')}"
+            f"WHERE o.customer_id IN ({', '.join(map(str, sampled)) or 'NULL'}) AND {counted_orders_where('o')}"
         )
         gap = sql.days_between("LAG(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day)", "d.day")
         cursor.execute(
             f"CREATE TEMPORARY TABLE {GAPS_TABLE} AS SELECT gap FROM (SELECT {gap} AS gap FROM ({days}) d) g "
             "WHERE gap IS NOT NULL",
-            {"cutoff": _db_datetime(cutoff)},
+            {"cutoff": db_datetime(cutoff)},
         )
     values, gaps = _percentiles("gap", GAPS_TABLE, "1 = 1", (ACTIVE_PERCENTILE, DORMANT_PERCENTILE))
     found: dict[str, Any] = {
@@ -706,25 +446,25 @@ def metrics_refresh_full(
             progress(phase, PHASES.index(phase) + 1, len(PHASES))
 
     preferences = analytics_settings()
-    cutoff = _cutoff(as_of)
-    params = {"cutoff": _db_datetime(cutoff), "now": _now_param()}
+    cutoff = cutoff_after(as_of)
+    params = {"cutoff": db_datetime(cutoff), "now": _now_param()}
     # Rewriting a million rows and rebuilding their indexes re-reads pages a small cache has let go.
     with large_sqlite_page_cache():
         try:
             _drop_temporary_tables()
             first, last = _order_time_span(cutoff)
-            sql = _Sql.build(start=first, end=last)
+            sql = VendorSql.build(start=first, end=last)
             with connection.cursor() as cursor:
                 # A primary key (SQLite: the rowid itself) makes the final join a direct lookup.
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id bigint PRIMARY KEY, orders_count bigint, "
                     f"purchase_days bigint, monetary_fen bigint, first_order_at {_datetime_type()}, "
                     f"last_order_at {_datetime_type()}, recency_days integer)"
-                    if _is_postgresql()
+                    if is_postgresql()
                     else f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id INTEGER PRIMARY KEY, orders_count, "
                     "purchase_days, monetary_fen, first_order_at, last_order_at, recency_days)"
                 )
-                cursor.execute(f"INSERT INTO {AGG_TABLE} {_aggregate_select(sql, as_of)}", params)
+                cursor.execute(f"INSERT INTO {AGG_TABLE} {aggregate_select(sql, as_of)}", params)
                 # Deleted customers keep their orders for history, but have no metrics.
                 cursor.execute(
                     f"DELETE FROM {AGG_TABLE} WHERE customer_id IN "
@@ -748,7 +488,7 @@ def metrics_refresh_full(
                 "derived_thresholds": derived,
                 "thresholds_source": thresholds.source,
                 "churned_after_days": thresholds.churned_after_days,
-                "time_zone": _zone().key,
+                "time_zone": business_zone().key,
             }
             if buyers < 5:
                 # Quintiles of fewer than five values repeat cut points; scores stay within 1-5.
@@ -759,7 +499,7 @@ def metrics_refresh_full(
                     # whose customer is gone go too. PostgreSQL empties the table before writing.
                     orphans = (
                         ""
-                        if _is_postgresql()
+                        if is_postgresql()
                         else f" OR NOT EXISTS (SELECT 1 FROM {CUSTOMERS_TABLE} c WHERE c.id = {METRICS_TABLE}.customer_id)"
                     )
                     cursor.execute(
@@ -767,7 +507,7 @@ def metrics_refresh_full(
                         f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL){orphans}"
                     )
                 written = _upsert_all(
-                    _rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter=""), params
+                    rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter=""), params
                 )
                 report("write")
                 details["seconds"] = timings
@@ -812,15 +552,15 @@ def metrics_refresh_customers(customer_ids: Collection[int], *, as_of: dt.date |
     if not ids:
         return 0
     as_of = as_of or business_today()
-    cutoff = _cutoff(as_of)
+    cutoff = cutoff_after(as_of)
     scoring = _scoring_from_run(latest_run(), analytics_settings())
     id_list = ", ".join(str(customer_id) for customer_id in ids)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT MIN(ordered_at) FROM {ORDERS_TABLE} WHERE customer_id IN ({id_list})")
         (first,) = cursor.fetchone()
-    sql = _Sql.build(start=_aware(first) if first is not None else cutoff, end=cutoff)
-    aggregate = f"({_aggregate_select(sql, as_of, f'customer_id IN ({id_list})')})"
-    select_sql = _rows_select(
+    sql = VendorSql.build(start=_aware(first) if first is not None else cutoff, end=cutoff)
+    aggregate = f"({aggregate_select(sql, as_of, f'customer_id IN ({id_list})')})"
+    select_sql = rows_select(
         sql, scoring, as_of=as_of, source=aggregate, customer_filter=f" AND c.id IN ({id_list})"
     )
     with transaction.atomic():
@@ -831,4 +571,4 @@ def metrics_refresh_customers(customer_ids: Collection[int], *, as_of: dt.date |
                 f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
                 f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE id IN ({id_list}) AND deleted_at IS NOT NULL)"
             )
-        return _upsert(select_sql, {"cutoff": _db_datetime(cutoff), "now": _now_param()})
+        return _upsert(select_sql, {"cutoff": db_datetime(cutoff), "now": _now_param()})
