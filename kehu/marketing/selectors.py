@@ -20,7 +20,7 @@ from kehu.customers.models import Customer
 from kehu.customers.selectors import RESOURCE as CUSTOMERS
 from kehu.customers.selectors import attach_list_relations, customers_visible_to
 from kehu.marketing.models import Segment, SegmentKind, SegmentMember
-from kehu.marketing.services.rules import compile_rules
+from kehu.marketing.services.rule_compiler import compile_rules
 
 MEMBER_ORDERING = ("-id",)
 SEGMENT_ORDERING = ("name", "id")

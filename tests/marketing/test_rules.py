@@ -16,14 +16,8 @@ from kehu.core import lunar
 from kehu.core.errors import ValidationFailed
 from kehu.customers.models import Customer, CustomFieldDefinition, Tag
 from kehu.marketing.selectors import segment_count
-from kehu.marketing.services.rules import (
-    MAX_CONDITIONS,
-    MAX_DEPTH,
-    compile_rules,
-    lunar_birthdays_between,
-    rule_fields,
-    validate_rules,
-)
+from kehu.marketing.services.rule_compiler import compile_rules, lunar_birthdays_between
+from kehu.marketing.services.rules import MAX_CONDITIONS, MAX_DEPTH, rule_fields, validate_rules
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kehu.customers.models import Customer
-from kehu.marketing.services.rules import compile_rules
+from kehu.marketing.services.rule_compiler import compile_rules
 from tests.marketing.world import NOW, TODAY, SegmentWorld, build_world, facts_of, oracle_ids
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,8 @@ from kehu.core.errors import Conflict, ValidationFailed
 from kehu.core.permissions import ensure_permitted
 from kehu.customers.models import Customer
 from kehu.marketing.models import Segment, SegmentKind, SegmentMember
-from kehu.marketing.services.rules import compile_rules, validate_rules
+from kehu.marketing.services.rule_compiler import compile_rules
+from kehu.marketing.services.rules import validate_rules
 
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
