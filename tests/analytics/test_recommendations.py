@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from kehu.analytics.models import FitStatus, ModelFit, ProductAffinity
 from kehu.analytics.selectors_recommendations import also_bought, recommendations_for
 from kehu.analytics.services import recommendations as recs
+from kehu.analytics.services import recommendations_model as recs_model
 from kehu.analytics.services.recommendations import recommendations_build
 from kehu.commerce.models import Order, OrderStatus, Product
 from kehu.core.errors import NotFound, PermissionDeniedError, ValidationFailed
@@ -62,7 +63,7 @@ def test_cooccurrence_finds_the_bundle_partners_and_beats_popularity() -> None:
     assert fit.parameters["customers"] == 600
     assert fit.parameters["products"] == 40
     assert fit.parameters["similarity"] == "cosine"
-    assert fit.parameters["top_k"] == recs.TOP_K
+    assert fit.parameters["top_k"] == recs_model.TOP_K
     # the four partners of every product are its top related products
     for index in range(0, 40, 7):
         partners = set(shop.bundle_of(index)) - {shop.products[index]}
@@ -98,7 +99,7 @@ def test_a_rebuild_replaces_the_previous_set() -> None:
 def test_holdout_hides_products_first_bought_on_the_last_day() -> None:
     # customer 0 bought products 0, 1 on day 0 and 1 again, 2 on day 5: only 2 is hidden;
     # customer 1 bought on one day only: not evaluated.
-    pairs = recs.Pairs(
+    pairs = recs_model.Pairs(
         customer=np.array([0, 0, 0, 1, 1]),
         product=np.array([0, 1, 2, 0, 2]),
         first_day=np.array([0, 0, 5, 3, 3]),
@@ -106,7 +107,7 @@ def test_holdout_hides_products_first_bought_on_the_last_day() -> None:
         customer_ids=np.array([10, 11]),
         product_ids=np.array([100, 101, 102]),
     )
-    result = recs.holdout_evaluate(pairs, recommendable=np.ones(3, dtype=bool), methods=("cosine",))
+    result = recs_model.holdout_evaluate(pairs, recommendable=np.ones(3, dtype=bool), methods=("cosine",))
     assert result["repeat_customers"] == 1
     assert result["customers_eligible"] == 1
     assert result["hidden_purchases"] == 1
@@ -119,13 +120,13 @@ def test_holdout_hides_products_first_bought_on_the_last_day() -> None:
 @pytest.mark.parametrize("dense", [True, False], ids=["dense", "sparse"])
 def test_recommend_chunk_never_repeats_a_held_product_and_fills_with_popular_ones(dense: bool) -> None:
     # given three customers over six products; product 5 is the most popular
-    held = recs.purchase_matrix(np.array([0, 0, 1]), np.array([0, 1, 5]), (3, 6))
-    scores = recs.sp.csr_matrix(
+    held = recs_model.purchase_matrix(np.array([0, 0, 1]), np.array([0, 1, 5]), (3, 6))
+    scores = recs_model.sp.csr_matrix(
         (np.array([0.9, 0.5, 0.8]), (np.array([0, 0, 1]), np.array([1, 2, 3]))), shape=(6, 6)
     )
     popular = np.array([5, 4, 3, 2, 1, 0])
     # when
-    rows, cols = recs.recommend_chunk(held, scores, popular, dense=dense)
+    rows, cols = recs_model.recommend_chunk(held, scores, popular, dense=dense)
     by_row = {row: [int(col) for col, r in zip(cols, rows, strict=True) if r == row] for row in range(3)}
     # then scored products come first (3 via product 1 at 0.8, 2 via product 0 at 0.5), then popular
     assert by_row[0] == [3, 2, 5, 4]
@@ -138,14 +139,14 @@ def test_the_dense_and_sparse_rankings_agree(seed: int, products: int, customers
     # given random holdings, random (untied) affinities and a popularity order over some products
     rng = np.random.default_rng(seed)
     cells = rng.random((customers, products)) < 0.2
-    held = recs.sp.csr_matrix(cells.astype(np.int32))
+    held = recs_model.sp.csr_matrix(cells.astype(np.int32))
     affinity = rng.random((products, products)) * (rng.random((products, products)) < 0.3)
     np.fill_diagonal(affinity, 0)
     popular = rng.permutation(products)[: max(1, products // 2)]
-    for scores in (None, recs.sp.csr_matrix(affinity)):
+    for scores in (None, recs_model.sp.csr_matrix(affinity)):
         # when both paths rank
-        dense = recs.recommend_chunk(held, scores, popular, dense=True)
-        sparse = recs.recommend_chunk(held, scores, popular, dense=False)
+        dense = recs_model.recommend_chunk(held, scores, popular, dense=True)
+        sparse = recs_model.recommend_chunk(held, scores, popular, dense=False)
         # then they give the same products in the same order, none of them held
         assert [list(part) for part in dense] == [list(part) for part in sparse]
         assert not cells[dense[0], dense[1]].any()
