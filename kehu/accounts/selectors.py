@@ -89,3 +89,21 @@ def token_list(*, user: User, owner_id: int | None = None) -> QuerySet[ApiToken]
 
 def token_get(*, user: User, token_id: int) -> ApiToken:
     return token_list(user=user).get(pk=token_id)
+
+
+@dataclass(frozen=True)
+class JobRequester:
+    """Who a queued job runs as. ``runs`` is False when the user who asked has since been
+    deactivated or deleted: the job then does nothing, never falling back to the operator's
+    rights (``user`` None, which is what a job started by the operator or the schedule has)."""
+
+    runs: bool
+    user: User | None
+
+
+def job_requester(actor_id: int | None) -> JobRequester:
+    """The user a queued job was asked for by, loaded again so their permissions are as now."""
+    if actor_id is None:
+        return JobRequester(runs=True, user=None)
+    user = User.objects.filter(pk=actor_id, is_active=True).first()
+    return JobRequester(runs=user is not None, user=user)

@@ -7,7 +7,7 @@ import datetime as dt
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from kehu.accounts.models import User
+from kehu.accounts.selectors import job_requester
 from kehu.analytics.services.metrics import (
     MetricsRefreshRunning,
     metrics_refresh_customers,
@@ -29,13 +29,13 @@ def metrics_refresh_full_job(as_of: str | None = None, actor_id: int | None = No
     The refresh runs as the user who asked (their permission is checked again); a user who has
     since been deactivated gets nothing, never the operator's rights.
     """
-    actor = None
-    if actor_id is not None:
-        actor = User.objects.filter(pk=actor_id, is_active=True).first()
-        if actor is None:
-            return 0
+    requester = job_requester(actor_id)
+    if not requester.runs:
+        return 0
     try:
-        run = metrics_refresh_full(as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=actor)
+        run = metrics_refresh_full(
+            as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=requester.user
+        )
     except MetricsRefreshRunning:
         return 0  # another refresh got there first: its result is as fresh
     return run.pk

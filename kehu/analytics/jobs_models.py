@@ -12,37 +12,28 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from kehu.accounts.models import User
+from kehu.accounts.selectors import job_requester
 from kehu.analytics.services.churn import churn_train
 from kehu.analytics.services.clv import clv_fit
-
-
-def _requester(actor_id: int | None) -> tuple[bool, User | None]:
-    """The user a queued fit runs as; (False, None) when they have since been deactivated,
-    who then get nothing rather than the operator's rights."""
-    if actor_id is None:
-        return True, None
-    actor = User.objects.filter(pk=actor_id, is_active=True).first()
-    return actor is not None, actor
 
 
 @db_task()  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
 def clv_fit_job(as_of: str | None = None, holdout_days: int = 90, actor_id: int | None = None) -> int:
     """A CLV fit asked for on the page or through the API; returns the fit's id (0: not run)."""
-    allowed, actor = _requester(actor_id)
-    if not allowed:
+    requester = job_requester(actor_id)
+    if not requester.runs:
         return 0
     day = dt.date.fromisoformat(as_of) if as_of else None
-    return clv_fit(as_of=day, holdout_days=holdout_days, actor=actor).pk
+    return clv_fit(as_of=day, holdout_days=holdout_days, actor=requester.user).pk
 
 
 @db_task()  # type: ignore[untyped-decorator]  # Huey's decorators are untyped
 def churn_train_job(as_of: str | None = None, actor_id: int | None = None) -> int:
     """A churn training asked for on the page or through the API; returns the fit's id (0: not run)."""
-    allowed, actor = _requester(actor_id)
-    if not allowed:
+    requester = job_requester(actor_id)
+    if not requester.runs:
         return 0
-    return churn_train(as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=actor).pk
+    return churn_train(as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=requester.user).pk
 
 
 # 02:50 Asia/Shanghai, after the metrics.

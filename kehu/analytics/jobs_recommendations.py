@@ -7,7 +7,7 @@ import datetime as dt
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from kehu.accounts.models import User
+from kehu.accounts.selectors import job_requester
 from kehu.analytics.services.recommendations import DEFAULT_SIMILARITY, recommendations_build
 
 
@@ -15,10 +15,15 @@ from kehu.analytics.services.recommendations import DEFAULT_SIMILARITY, recommen
 def recommendations_build_job(
     as_of: str | None = None, actor_id: int | None = None, similarity: str = DEFAULT_SIMILARITY
 ) -> int:
-    """Build the recommendation model (queued from the API or the page); returns the fit's id."""
-    actor = User.objects.filter(pk=actor_id, is_active=True).first() if actor_id is not None else None
+    """Build the recommendation model (queued from the API or the page); returns the fit's id
+    (0: not run, the user who asked has since been deactivated)."""
+    requester = job_requester(actor_id)
+    if not requester.runs:
+        return 0
     fit = recommendations_build(
-        as_of=dt.date.fromisoformat(as_of) if as_of else None, actor=actor, similarity_name=similarity
+        as_of=dt.date.fromisoformat(as_of) if as_of else None,
+        actor=requester.user,
+        similarity_name=similarity,
     )
     return fit.pk
 

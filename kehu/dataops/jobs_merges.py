@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huey.contrib.djhuey import db_task
 
-from kehu.accounts.models import User
+from kehu.accounts.selectors import job_requester
 
 
 @db_task()  # type: ignore[untyped-decorator]  # huey ships no type hints
@@ -15,7 +15,7 @@ def auto_merge_task(actor_id: int | None, threshold: float) -> list[int]:
     """
     from kehu.dataops.services.merge import auto_merge
 
-    actor = User.objects.filter(pk=actor_id, is_active=True).first() if actor_id is not None else None
-    if actor_id is not None and actor is None:
+    requester = job_requester(actor_id)
+    if not requester.runs:
         return []
-    return [merge.pk for merge in auto_merge(actor=actor, threshold=threshold)]
+    return [merge.pk for merge in auto_merge(actor=requester.user, threshold=threshold)]

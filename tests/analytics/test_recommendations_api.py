@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from django.utils import timezone, translation
 
+from kehu.analytics.jobs_recommendations import recommendations_build_job
 from kehu.analytics.models import FitStatus, ModelFit, ProductAffinity
 from kehu.commerce.models import Product
 from kehu.customers.models import Customer
@@ -236,3 +237,15 @@ def test_limit_is_bounded(api_as: Any, analyst: Any) -> None:
     response = api_as(analyst).get("/api/v1/analytics/products/REC-L/also-bought?limit=51")
     assert response.status_code == 422
     assert api_as(analyst).get("/api/v1/analytics/products/NOPE/also-bought").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_queued_build_of_a_since_deactivated_user_does_not_run(analyst: Any) -> None:
+    # given a build queued by an analyst who is deactivated before the worker takes it
+    bundle_shop(customers=400, products=30, seed=2)
+    analyst.is_active = False
+    analyst.save(update_fields=["is_active"])
+    # when the worker runs it: nothing, rather than a build with the operator's rights
+    assert recommendations_build_job.call_local(None, analyst.pk) == 0
+    assert not ModelFit.objects.exists()
+    assert not ProductAffinity.objects.exists()
