@@ -34,7 +34,6 @@ from kehu.analytics.services.models import (
     day_end,
     day_param,
     days_since,
-    elapsed_ms,
     failure_recorded,
     future_note,
     future_orders,
@@ -42,9 +41,9 @@ from kehu.analytics.services.models import (
     purchase_days_between,
     record_refusal,
     report_progress,
+    save_fit,
     write_scores,
 )
-from kehu.core.audit import audit_record
 from kehu.loyalty.models import Card, LedgerEntry, LedgerKind
 
 FEATURES = (
@@ -327,12 +326,10 @@ def _churn_train(*, as_of: dt.date, actor: User | None, progress: Progress | Non
             "risk_histogram": np.histogram(risk, bins=10, range=(0.0, 1.0))[0].tolist(),
         }
         fit.message = notes
-        fit.duration_ms = elapsed_ms(started)
-        fit.save()
-        audit_record(
-            actor=actor,
-            action="analytics.churn_fit",
-            target=fit,
+        save_fit(
+            fit,
+            started,
+            actor,
             after={"status": fit.status, "customers": fit.customers, "auc": fit.evaluation["auc"]},
         )
     report_progress(progress, _("Done"), steps, steps)

@@ -31,7 +31,6 @@ from kehu.analytics.services.models import (
     Refused,
     aligned_to,
     analytics_settings,
-    elapsed_ms,
     failure_recorded,
     future_note,
     future_orders,
@@ -40,9 +39,9 @@ from kehu.analytics.services.models import (
     purchase_history,
     record_refusal,
     report_progress,
+    save_fit,
     write_scores,
 )
-from kehu.core.audit import audit_record
 
 
 def _check_history(history: History, cutoff: dt.date) -> None:
@@ -204,12 +203,10 @@ def _clv_fit(*, as_of: dt.date, holdout_days: int, actor: User | None, progress:
             "expected_purchases_365_total": round(float(np.nansum(scores["expected_purchases_365"][1])), 2),
         }
         fit.message = notes
-        fit.duration_ms = elapsed_ms(started)
-        fit.save()
-        audit_record(
-            actor=actor,
-            action="analytics.clv_fit",
-            target=fit,
+        save_fit(
+            fit,
+            started,
+            actor,
             after={"status": fit.status, "customers": fit.customers, "parameters": fit.parameters},
         )
     report_progress(progress, _("Done"), steps, steps)

@@ -453,15 +453,15 @@ def record_refusal(
             "refusal": {"code": refusal.code, "params": refusal.params},
             "future_orders_excluded": excluded,
         }
-        fit.duration_ms = elapsed_ms(started)
-        fit.save()
-        audit_record(
-            actor=actor,
-            action=f"analytics.{fit.kind}_fit",
-            target=fit,
-            after={"status": fit.status, "refusal": refusal.code},
-        )
+        save_fit(fit, started, actor, after={"status": fit.status, "refusal": refusal.code})
     return fit
+
+
+def save_fit(fit: ModelFit, started: float, actor: User | None, *, after: dict[str, Any]) -> None:
+    """Store a finished fit with its duration, and audit it as ``analytics.<kind>_fit``."""
+    fit.duration_ms = elapsed_ms(started)
+    fit.save()
+    audit_record(actor=actor, action=f"analytics.{fit.kind}_fit", target=fit, after=after)
 
 
 def fit_message(fit: ModelFit) -> str:
