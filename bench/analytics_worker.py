@@ -96,40 +96,65 @@ def _admin() -> Any:
 
 
 # --- full refresh -----------------------------------------------------------------------------------
+def _run_summary(run: Any) -> dict[str, Any]:
+    details = getattr(run, "details", None) or {}
+    return {
+        "status": str(getattr(run, "status", "")),
+        "as_of": str(getattr(run, "as_of", "")),
+        "customers": getattr(run, "customers", None),
+        "buyers": getattr(run, "buyers", None),
+        "write": details.get("write"),
+        "rows_written": details.get("rows_written"),
+        "active_within_days": getattr(run, "active_within_days", None),
+        "dormant_after_days": getattr(run, "dormant_after_days", None),
+        "seconds": details.get("seconds"),
+        "error": getattr(run, "error", ""),
+    }
+
+
 def refresh(rounds: int) -> dict[str, Any]:
+    """A first refresh into an empty table, then ``rounds`` nights: each refresh one day later
+    than the one before (the day's orders come in, every customer's recency moves), each beside
+    a floor read."""
     refresh_full, why = _service("kehu.analytics.services.metrics", "metrics_refresh_full")
     if refresh_full is None:
         return {"missing": why}
+    import datetime as dt
+
+    from kehu.analytics.models import CustomerMetrics
+    from kehu.analytics.services.metrics import business_today
     from kehu.commerce.models import Order
 
+    today = business_today()
+    CustomerMetrics.objects.all().delete()
+    first_floor, groups = _timed(lambda: _read_all(ORDER_FLOOR_SQL))
+    first_s, first_run = _timed(lambda: refresh_full(as_of=today - dt.timedelta(days=rounds)))
+    _log(f"first refresh (empty table): {first_s:.2f} s; floor {first_floor:.2f} s")
     thing: list[float] = []
     floor: list[float] = []
-    run_details: dict[str, Any] = {}
-    groups = 0
+    runs: list[dict[str, Any]] = []
     for number in range(rounds):
+        as_of = today - dt.timedelta(days=rounds - number - 1)
         order = ("floor", "thing") if number % 2 == 0 else ("thing", "floor")
         for side in order:
             if side == "floor":
                 seconds, groups = _timed(lambda: _read_all(ORDER_FLOOR_SQL))
                 floor.append(seconds)
             else:
-                seconds, run = _timed(lambda: refresh_full())
+                seconds, run = _timed(lambda day=as_of: refresh_full(as_of=day))
                 thing.append(seconds)
-                run_details = {
-                    "status": str(getattr(run, "status", "")),
-                    "customers": getattr(run, "customers", None),
-                    "buyers": getattr(run, "buyers", None),
-                    "active_within_days": getattr(run, "active_within_days", None),
-                    "dormant_after_days": getattr(run, "dormant_after_days", None),
-                    "error": getattr(run, "error", ""),
-                }
+                runs.append(_run_summary(run))
             _log(f"refresh round {number + 1}/{rounds} {side}: {seconds:.2f} s")
     return {
+        "first_s": first_s,
+        "first_floor_s": first_floor,
+        "first_run": _run_summary(first_run),
         "refresh_s": thing,
         "floor_s": floor,
         "orders": Order.objects.count(),
         "floor_groups": groups,
-        "run": run_details,
+        "runs": runs,
+        "run": runs[-1] if runs else {},
     }
 
 

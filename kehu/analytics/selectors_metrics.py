@@ -15,7 +15,8 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from kehu.accounts.models import User
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, FitKind, MetricsRun
-from kehu.analytics.services.metrics import analytics_settings, latest_run
+from kehu.analytics.services.metrics import analytics_settings, business_today, latest_run
+from kehu.analytics.services.metrics_sql import recency_days
 from kehu.core.errors import NotFound
 from kehu.core.money import fen_to_str
 from kehu.core.permissions import ensure_permitted
@@ -73,9 +74,14 @@ def present_metrics(metrics: CustomerMetrics | None) -> dict[str, Any]:
     def money(value: int | None) -> str | None:
         return fen_to_str(value) if value is not None else None
 
+    # A full refresh leaves unchanged rows alone: their values hold as of the last run too.
+    run = latest_run()
+    as_of = metrics.as_of
+    if run is not None and (as_of is None or run.as_of > as_of):
+        as_of = run.as_of
     return {
         "refreshed": True,
-        "as_of": metrics.as_of,
+        "as_of": as_of,
         "refreshed_at": metrics.refreshed_at,
         "orders_count": metrics.orders_count,
         "purchase_days": metrics.purchase_days,
@@ -83,7 +89,7 @@ def present_metrics(metrics: CustomerMetrics | None) -> dict[str, Any]:
         "average_order": fen_to_str(metrics.average_order_fen),
         "first_order_at": metrics.first_order_at,
         "last_order_at": metrics.last_order_at,
-        "recency_days": metrics.recency_days,
+        "recency_days": recency_days(metrics.last_order_at, business_today()),
         "r_score": metrics.r_score,
         "f_score": metrics.f_score,
         "m_score": metrics.m_score,

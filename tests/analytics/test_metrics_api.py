@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, MetricsRun, RunStatus
-from kehu.analytics.services.metrics import metrics_refresh_full
+from kehu.analytics.services.metrics import business_today, metrics_refresh_full
 from kehu.customers.models import Customer
 from kehu.customers.services import customer_create
 from tests.scope_matrix import DEPARTMENT_SCOPE_VARIANTS, Endpoint, World, run_case, scope_cases
@@ -183,11 +183,13 @@ def test_metrics_of_a_buyer_and_the_run_report(
     CustomerMetrics.objects.filter(customer=customer).update(clv_fen=99_900, churn_risk=0.25)
     client = api_as(make_user(permissions=list(VIEW)))
     body = client.get(f"/api/v1/analytics/customers/{customer.code}/metrics").json()
+    # recency counts to today, from the last purchase (two days before AS_OF)
+    since = (business_today() - (AS_OF - dt.timedelta(days=2))).days
     assert (body["orders_count"], body["monetary"], body["average_order"], body["recency_days"]) == (
         1,
         "123.45",
         "123.45",
-        2,
+        since,
     )
     assert (body["rfm_segment"], body["rfm_segment_label"], body["r_score"]) == ("new", "New", 5)
     assert (body["clv"], body["churn_risk"], body["churn_auc"]) == ("999.00", 0.25, None)

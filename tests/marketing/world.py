@@ -169,7 +169,6 @@ def build_world(departments: dict[str, Department]) -> SegmentWorld:
                 clv_fen=None if index % 3 == 0 else index * 10_000,
                 churn_risk=None if index % 3 == 1 else (index % 10) / 10,
                 p_alive=None if index % 3 == 1 else 1 - (index % 10) / 10,
-                recency_days=None if index % 4 == 3 else index * 7,
                 last_order_at=None if index % 4 == 3 else NOW - dt.timedelta(days=index * 7),
             )
         for order_index in range(index % 3):
@@ -355,7 +354,10 @@ def condition_holds(condition: Condition, facts: Facts) -> bool:  # noqa: C901, 
         return (customer.owner_id is None) is (op == "is_true")
     if target == catalogue.METRICS:
         row = facts.metrics if facts.metrics is not None else METRICS_DEFAULTS
-        return scalar_holds(spec.kind, op, row.get(spec.column), value)
+        actual = row.get(spec.column)
+        if spec.meta.get("days_since") and actual is not None:
+            actual = (timezone.localdate(NOW) - timezone.localdate(actual)).days
+        return scalar_holds(spec.kind, op, actual, value)
     if target == catalogue.BALANCE:
         return scalar_holds(
             spec.kind, op, facts.points if spec.name == "points_balance" else facts.stored_fen, value

@@ -79,8 +79,6 @@ class CustomerMetrics(models.Model):
     average_order_fen = models.BigIntegerField(_("average order value (fen)"), default=0)
     first_order_at = models.DateTimeField(_("first purchase"), null=True, blank=True)
     last_order_at = models.DateTimeField(_("last purchase"), null=True, blank=True)
-    # Whole days from the last purchase to ``as_of``; null for customers who never bought.
-    recency_days = models.PositiveIntegerField(_("days since last purchase"), null=True, blank=True)
     r_score = models.PositiveSmallIntegerField(_("R score"), null=True, blank=True)
     f_score = models.PositiveSmallIntegerField(_("F score"), null=True, blank=True)
     m_score = models.PositiveSmallIntegerField(_("M score"), null=True, blank=True)
@@ -102,6 +100,10 @@ class CustomerMetrics(models.Model):
     clv_fen = models.BigIntegerField(_("customer lifetime value (fen)"), null=True, blank=True)
     # The churn classifier's probability that the customer buys nothing in its horizon.
     churn_risk = models.FloatField(_("churn risk"), null=True, blank=True)
+    # When the row's values last changed, and the as-of day they were computed for. A full
+    # refresh writes only the rows whose values differ (recency is not stored, so a quiet
+    # customer's row stays as it is night after night); the last successful run's as_of says
+    # when every row was last confirmed.
     as_of = models.DateField(_("as of"), null=True, blank=True)
     refreshed_at = models.DateTimeField(_("refreshed"), default=timezone.now)
 

@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from kehu.analytics.models import CohortCell, CustomerMetrics, DailyStats
+from kehu.analytics.models import CohortCell, CustomerMetrics, DailyStats, MetricsRun, RunStatus
 from kehu.analytics.models.dashboards import DashboardRebuild, DistributionCell
 from kehu.commerce.models import Order, Refund
 from kehu.core.audit import audit_record
@@ -285,9 +285,15 @@ def dashboard_stats_rebuild(*, progress: Progress | None = None, actor: Any = No
                 progress("swap", len(steps), total)
             with transaction.atomic():
                 daily_rows, cohort_rows, dist_rows = _swap(cursor)
-                metrics_as_of = (
-                    CustomerMetrics.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+                # Rows a full refresh found unchanged keep their older as_of; the run confirms them.
+                row_as_of = CustomerMetrics.objects.order_by("-as_of").values_list("as_of", flat=True).first()
+                run_as_of = (
+                    MetricsRun.objects.filter(status=RunStatus.SUCCEEDED)
+                    .order_by("-as_of")
+                    .values_list("as_of", flat=True)
+                    .first()
                 )
+                metrics_as_of = max((day for day in (row_as_of, run_as_of) if day is not None), default=None)
                 finished = timezone.now()
                 rebuild = DashboardRebuild.objects.create(
                     started_at=started,

@@ -71,6 +71,18 @@ def business_zone() -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(str(getattr(settings, "TIME_ZONE", None) or "Asia/Shanghai"))
 
 
+def recency_days(last_order_at: dt.datetime | None, today: dt.date) -> int | None:
+    """Whole local days from the last purchase to ``today`` (what the refresh scores R by)."""
+    if last_order_at is None:
+        return None
+    return max(0, (today - last_order_at.astimezone(business_zone()).date()).days)
+
+
+def start_of_local_day(day: dt.date) -> dt.datetime:
+    """The first moment of ``day`` in the business's zone."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=business_zone())
+
+
 def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
@@ -253,7 +265,10 @@ def rows_select(
     sql: VendorSql, scoring: Scoring, *, as_of: dt.date, source: str, customer_filter: str
 ) -> str:
     """Every written column for the non-deleted customers, from an aggregate ``source`` (a table
-    or a parenthesised SELECT aliased by the caller as ``a``)."""
+    or a parenthesised SELECT aliased by the caller as ``a``).
+
+    Recency scores and labels the row but is not written: stored, it would change every row
+    every night; readers count it from ``last_order_at`` (:func:`recency_days`)."""
     as_of_sql = as_of_literal(as_of)
     if scoring.has_cuts:
         r_score = _score_down("recency_days", scoring.recency_cuts)
@@ -284,7 +299,7 @@ def rows_select(
     )
     return (
         "SELECT s.customer_id, s.orders_count, s.purchase_days, s.monetary_fen, s.average_order_fen, "
-        "s.first_order_at, s.last_order_at, s.recency_days, s.r_score, s.f_score, s.m_score, "
+        "s.first_order_at, s.last_order_at, s.r_score, s.f_score, s.m_score, "
         f"{SEGMENT_SQL} AS rfm_segment, "
         "CASE WHEN s.orders_count = 0 THEN 'none' "
         f"WHEN s.recency_days <= {limits.active_within_days} THEN 'active' "

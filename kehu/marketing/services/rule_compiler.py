@@ -77,6 +77,42 @@ def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())
 
 
+def _days_since_q(column: str, op: str, value: Any, now: dt.datetime) -> Q:  # noqa: PLR0911
+    """``op`` on the whole local days from a datetime column to today, as a range of the column.
+
+    "At least N days" is "on or before the day N days ago", so the column's index serves it.
+    """
+    if op == "is_empty":
+        return Q(**{f"{column}__isnull": True})
+    if op == "is_not_empty":
+        return Q(**{f"{column}__isnull": False})
+    today = timezone.localdate(now)
+
+    def at_least(days: int) -> Q:
+        return Q(**{f"{column}__lt": _day_start(today - dt.timedelta(days=days - 1))})
+
+    def at_most(days: int) -> Q:
+        return Q(**{f"{column}__gte": _day_start(today - dt.timedelta(days=days))})
+
+    if op in ("eq", "ne"):
+        exactly = at_least(value) & at_most(value)
+        return exactly if op == "eq" else ~exactly
+    if op in ("in", "not_in"):
+        anyof = reduce(operator.or_, [at_least(days) & at_most(days) for days in value], _nothing())
+        return anyof if op == "in" else ~anyof
+    if op == "between":
+        return at_least(value[0]) & at_most(value[1])
+    bounds = {
+        "gt": at_least(value + 1),
+        "gte": at_least(value),
+        "lt": at_most(value - 1),
+        "lte": at_most(value),
+    }
+    if op in bounds:
+        return bounds[op]
+    raise ValueError(f"operator {op} on days since {column}")  # the parser lets no other through
+
+
 def _column_q(column: str, spec: FieldSpec, op: str, value: Any, now: dt.datetime) -> Q:  # noqa: C901, PLR0911
     """``op`` on one column of the customer, metrics or card-sum row."""
     kind = spec.kind
@@ -337,7 +373,10 @@ def _condition_q(condition: Condition, now: dt.datetime) -> Q | _MetricsPredicat
     spec = condition.spec
     target = spec.target
     if target == catalogue.METRICS:
-        predicate = _column_q(spec.column, spec, condition.operator, condition.value, now)
+        if spec.meta.get("days_since"):
+            predicate = _days_since_q(spec.column, condition.operator, condition.value, now)
+        else:
+            predicate = _column_q(spec.column, spec, condition.operator, condition.value, now)
         return _MetricsPredicate(
             predicate, _holds(spec, condition.operator, spec.default, condition.value, now)
         )

@@ -265,8 +265,9 @@ def _static_fields() -> list[FieldSpec]:
                   help_text=_("In yuan.")),
         FieldSpec("orders_count", _("Orders"), METRICS_GROUP, INTEGER, METRICS, "orders_count", default=0,
                   minimum=0),
+        # Counted from the last purchase when the rule runs (metrics rows do not store it).
         FieldSpec("recency_days", _("Days since last purchase"), METRICS_GROUP, INTEGER, METRICS,
-                  "recency_days", nullable=True, minimum=0),
+                  "last_order_at", nullable=True, minimum=0, meta={"days_since": True}),
         FieldSpec("last_order_at", _("Last purchase"), METRICS_GROUP, DATETIME, METRICS, "last_order_at",
                   nullable=True),
         # behaviour
