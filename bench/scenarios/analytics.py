@@ -7,8 +7,10 @@ with tiers and balances, tags. Every figure runs in a process of its own on that
 
 * full metrics refresh: ``metrics_refresh_full`` against the bare
   ``SELECT customer_id, COUNT(*), SUM(total_fen), MAX(ordered_at) FROM commerce_order GROUP BY
-  customer_id``, read to the last row, in alternating rounds; as orders per second, so the ratio
-  is floor time / refresh time (goal ≥ 0.5);
+  customer_id``, read to the last row; as orders per second, so the ratio is floor time / refresh
+  time. First into an emptied table (every row written, reported without a goal), then night
+  after night: each round refreshes as of one day later than the round before, in alternating
+  rounds with the floor, as the nightly job runs (goal ≥ 0.5);
 * CLV fit, churn training and the recommendations build: time and peak RSS of the process, against
   the least their input costs to read (the same GROUP BY; for recommendations every customer's
   distinct products) and the process's RSS before the fit;
@@ -103,7 +105,9 @@ def _missing(context: Context, vendor: str, figure: str, measured: dict[str, Any
 
 
 def _refresh(context: Context, database: ScratchDatabase, vendor: str) -> list[Result]:
-    context.log(f"{NAME} {vendor}: full metrics refresh, {REFRESH_ROUNDS} rounds against the GROUP BY floor")
+    context.log(
+        f"{NAME} {vendor}: full metrics refresh, a first run then {REFRESH_ROUNDS} nights against the GROUP BY floor"
+    )
     measured = _worker(database, "refresh", str(REFRESH_ROUNDS))
     if _missing(context, vendor, "full metrics refresh", measured):
         return []
@@ -111,16 +115,22 @@ def _refresh(context: Context, database: ScratchDatabase, vendor: str) -> list[R
     thing = [orders / seconds for seconds in measured["refresh_s"]]
     floor = [orders / seconds for seconds in measured["floor_s"]]
     ratios = [value / base for value, base in zip(thing, floor, strict=True)]
-    run = measured.get("run", {})
+    first = measured["first_run"]
+    nights = measured.get("runs", [])
+    written = ", ".join(f"{run.get('rows_written') or 0:,}" for run in nights)
     context.note(
         NAME,
-        f"{vendor}: full refresh {statistics.median(measured['refresh_s']):.1f} s (rounds: "
-        f"{', '.join(f'{s:.1f}' for s in measured['refresh_s'])} s), floor {statistics.median(measured['floor_s']):.1f} s "
-        f"({measured['floor_groups']:,} groups); the refresh's run: {json.dumps(run, default=str)}.",
+        f"{vendor}: first refresh into an empty table {measured['first_s']:.1f} s (floor beside it "
+        f"{measured['first_floor_s']:.1f} s; {first.get('rows_written') or 0:,} rows written, phases ending at "
+        f"{json.dumps(first.get('seconds'))} s); then {len(nights)} nights, each one day later: "
+        f"{', '.join(f'{s:.1f}' for s in measured['refresh_s'])} s, rows written "
+        f"{written}, phases of the last night ending at "
+        f"{json.dumps(nights[-1].get('seconds') if nights else None)} s; floor median "
+        f"{statistics.median(measured['floor_s']):.1f} s ({measured['floor_groups']:,} groups).",
     )
     return [
         _result(
-            f"full metrics refresh ({orders:,} orders)",
+            f"full metrics refresh, nightly ({orders:,} orders)",
             vendor,
             statistics.median(thing),
             "orders/s",
@@ -131,8 +141,20 @@ def _refresh(context: Context, database: ScratchDatabase, vendor: str) -> list[R
             goal_min_ratio=REFRESH_GOAL,
             refresh_s=measured["refresh_s"],
             floor_s=measured["floor_s"],
-            run=run,
-        )
+            runs=nights,
+        ),
+        _result(
+            "full metrics refresh, first run (every row written)",
+            vendor,
+            orders / measured["first_s"],
+            "orders/s",
+            GROUP_BY_FLOOR,
+            orders / measured["first_floor_s"],
+            ratio=measured["first_floor_s"] / measured["first_s"],
+            refresh_s=[measured["first_s"]],
+            floor_s=[measured["first_floor_s"]],
+            run=first,
+        ),
     ]
 
 
@@ -384,9 +406,11 @@ def run(context: Context) -> list[Result]:
         f"Dataset: KEHU_BENCH_ANALYTICS_CUSTOMERS={CUSTOMERS:,}, about {ORDERS_PER_CUSTOMER:g} orders per customer "
         f"(KEHU_BENCH_ANALYTICS_ORDERS_PER_CUSTOMER), cached in var/bench/analytics_{CUSTOMERS}-<database> and the "
         f"PostgreSQL database kehu_bench_analytics_{CUSTOMERS}; `python -m bench.analytics_dataset prepare "
-        "sqlite|postgresql N` builds it ahead. Full refresh: "
-        f"{REFRESH_ROUNDS} rounds, floor and refresh alternating, the ratio the median of the per-round ratios "
-        "(orders/s kept, i.e. floor time / refresh time). Latencies: "
+        "sqlite|postgresql N` builds it ahead. Full refresh: the metrics table emptied, one first refresh as of "
+        f"{REFRESH_ROUNDS} days ago (every row written), then {REFRESH_ROUNDS} nights, each as of one day later "
+        "(that day's orders come in, every customer's recency moves, and only the rows whose values changed are "
+        "written), floor and refresh alternating; the ratio is the median of the nights' per-round ratios "
+        "(orders/s kept, i.e. floor time / refresh time); the goal applies to the nightly refresh. Latencies: "
         f"{CALLS} calls (after 3 warm-up calls), each followed by one floor call; p50/p95 of each side, the ratio "
         "how many times longer. Fits: one run each in its own process; RSS is the process's peak (ru_maxrss), the "
         "floor its peak before the fit; time against the least their input costs to read. A figure whose process "
