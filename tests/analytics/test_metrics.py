@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from kehu.analytics.models import CustomerMetrics, MetricsRun, RunStatus
-from kehu.analytics.services import metrics, metrics_sql
+from kehu.analytics.services import metrics, metrics_sql, metrics_write
 from kehu.analytics.services.metrics import (
     MetricsRefreshRunning,
     analytics_settings,
@@ -398,7 +398,9 @@ def test_incremental_refresh_writes_what_the_full_refresh_writes(
     customers = _buyers(make_customers, make_orders, 10) + _gap_customers(make_customers, make_orders)
     customers += make_customers(2)
     metrics_refresh_full(as_of=AS_OF)
-    fields = [field for field in metrics.WRITTEN_COLUMNS if field not in ("customer_id", "refreshed_at")]
+    fields = [
+        field for field in metrics_write.WRITTEN_COLUMNS if field not in ("customer_id", "refreshed_at")
+    ]
     full = {item["customer"]: item for item in CustomerMetrics.objects.values("customer", *fields)}
     CustomerMetrics.objects.all().delete()
     written = metrics_refresh_customers([customer.pk for customer in customers], as_of=AS_OF)

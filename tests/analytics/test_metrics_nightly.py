@@ -17,8 +17,9 @@ from django.db import transaction
 from kehu.analytics.models import CustomerMetrics
 from kehu.analytics.selectors_metrics import present_metrics
 from kehu.analytics.services import metrics
-from kehu.analytics.services.metrics import COMPARED_COLUMNS, metrics_refresh_full
+from kehu.analytics.services.metrics import metrics_refresh_full
 from kehu.analytics.services.metrics_sql import recency_days
+from kehu.analytics.services.metrics_write import COMPARED_COLUMNS
 from kehu.customers.models import Customer
 from tests.analytics.conftest import local_time
 

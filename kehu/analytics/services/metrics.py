@@ -34,6 +34,8 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -55,6 +57,19 @@ from kehu.analytics.services.metrics_sql import (
     db_datetime,
     is_postgresql,
     rows_select,
+)
+from kehu.analytics.services.metrics_workers import (
+    AggregateSummary,
+    refresh_workers,
+    worker_refresh,
+)
+from kehu.analytics.services.metrics_write import (
+    KEEP_TABLE,
+    analyze_temporary,
+    mostly_empty,
+    upsert,
+    upsert_all,
+    write_changed,
 )
 from kehu.core.audit import audit_record
 from kehu.core.dbtuning import large_sqlite_page_cache
@@ -86,40 +101,6 @@ STALE_RUN: Final = dt.timedelta(hours=2)
 
 AGG_TABLE: Final = "kehu_metrics_agg"
 GAPS_TABLE: Final = "kehu_metrics_gaps"
-KEEP_TABLE: Final = "kehu_metrics_keep"
-# What the model fits wrote: carried over unchanged by every refresh.
-MODEL_COLUMNS: Final = (
-    "expected_purchases_90",
-    "expected_purchases_365",
-    "p_alive",
-    "expected_order_fen",
-    "clv_fen",
-    "churn_risk",
-)
-
-# The columns a refresh writes; the model outputs are never in this list.
-WRITTEN_COLUMNS: Final = (
-    "customer_id",
-    "orders_count",
-    "purchase_days",
-    "monetary_fen",
-    "average_order_fen",
-    "first_order_at",
-    "last_order_at",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "activity",
-    "lifecycle",
-    "value_tier",
-    "as_of",
-    "refreshed_at",
-)
-# What decides whether a row changed: everything written but the key and the stamps.
-COMPARED_COLUMNS: Final = tuple(
-    column for column in WRITTEN_COLUMNS if column not in ("customer_id", "as_of", "refreshed_at")
-)
 
 
 class MetricsRefreshRunning(Conflict):
@@ -171,120 +152,6 @@ def _scoring_from_run(run: MetricsRun | None, preferences: AnalyticsSettings) ->
     return Scoring(run.recency_cuts, run.frequency_cuts, run.monetary_cuts, thresholds)
 
 
-def _upsert(select_sql: str, params: dict[str, Any]) -> int:
-    columns = ", ".join(WRITTEN_COLUMNS)
-    updates = ", ".join(f"{column} = excluded.{column}" for column in WRITTEN_COLUMNS[1:])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({columns}) {select_sql} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
-            params,
-        )
-        return int(cursor.rowcount)
-
-
-def _write_changed(select_sql: str, params: dict[str, Any]) -> int:
-    """Insert the missing rows and update those whose values differ; leave the others alone.
-
-    Night after night most customers bought nothing: their rows come out of the refresh as they
-    went in, and rewriting them (with their indexes) was most of a full refresh's time. The
-    comparison is one primary-key lookup per customer in the same statement.
-    """
-    columns = ", ".join(WRITTEN_COLUMNS)
-    updates = ", ".join(f"{column} = excluded.{column}" for column in WRITTEN_COLUMNS[1:])
-    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
-    differs = " OR ".join(f"n.{column} {distinct} m.{column}" for column in COMPARED_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({columns}) SELECT n.* FROM ({select_sql}) n "
-            f"LEFT JOIN {METRICS_TABLE} m ON m.customer_id = n.customer_id "
-            f"WHERE m.customer_id IS NULL OR {differs} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
-            params,
-        )
-        return int(cursor.rowcount)
-
-
-def _mostly_empty() -> bool:
-    """Whether fewer than half the live customers have a row yet (the first refresh, or one after
-    a restore): then writing every row with the indexes rebuilt once is the faster way."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM {METRICS_TABLE}")
-        (rows,) = cursor.fetchone()
-        cursor.execute(f"SELECT COUNT(*) FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NULL")
-        (customers,) = cursor.fetchone()
-    return int(rows) * 2 < int(customers)
-
-
-def _upsert_all(select_sql: str, params: dict[str, Any]) -> int:
-    """Write every row with the table's secondary indexes dropped and rebuilt afterwards.
-
-    Rebuilding the indexes by one sort each is about twice as fast as updating them row by row
-    (measured on SQLite and PostgreSQL at 100k customers). The caller's transaction covers the
-    whole swap: SQLite readers keep seeing the previous rows meanwhile; PostgreSQL readers of the
-    metrics table wait for the commit (seconds, once a night).
-    """
-    editor = connection.schema_editor()
-    written = set(WRITTEN_COLUMNS[1:])  # the key itself never changes
-    indexes = [
-        (index.name, str(index.create_sql(CustomerMetrics, editor)))
-        for index in CustomerMetrics._meta.indexes
-        # SQLite leaves an index alone when an UPDATE sets none of its columns: the model
-        # outputs' indexes (CLV, churn risk) stay. PostgreSQL updates every index of a moved row.
-        if is_postgresql() or any(field.lstrip("-") in written for field in index.fields)
-    ]
-    with connection.cursor() as cursor:
-        for name, _create in indexes:
-            cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
-    count = _rewrite_postgresql(select_sql, params) if is_postgresql() else _upsert(select_sql, params)
-    with connection.cursor() as cursor:
-        if is_postgresql():
-            # PostgreSQL refuses CREATE INDEX while the rows' deferred foreign-key checks are
-            # pending: run them now, then defer again as Django's constraints are by default.
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        for _name, create in indexes:
-            cursor.execute(create)
-    return count
-
-
-def _analyze_temporary(cursor: Any, table: str) -> None:
-    """PostgreSQL: statistics for a temporary table (autovacuum never visits one), so the joins
-    on it are planned for its real size; the million-row write ran a third slower without."""
-    if is_postgresql():
-        cursor.execute(f"ANALYZE {table}")
-
-
-def _rewrite_postgresql(select_sql: str, params: dict[str, Any]) -> int:
-    """PostgreSQL: empty the table and insert every row afresh, the model outputs carried over.
-
-    Updating every row in place would leave a dead copy of each (the table doubling every night
-    until vacuum catches up); TRUNCATE gives a compact table, and the indexes are then built over
-    live rows only. TRUNCATE is transactional: a failure restores the previous rows.
-    """
-    kept = ", ".join(MODEL_COLUMNS)
-    any_kept = " OR ".join(f"{column} IS NOT NULL" for column in MODEL_COLUMNS)
-    columns = ", ".join((*WRITTEN_COLUMNS, *MODEL_COLUMNS))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {KEEP_TABLE} AS SELECT customer_id, {kept} FROM {METRICS_TABLE} WHERE {any_kept}"
-        )
-        _analyze_temporary(cursor, KEEP_TABLE)
-        # TRUNCATE, like CREATE INDEX, refuses while deferred foreign-key checks are pending
-        # (rows written earlier in the caller's transaction): run them now.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        cursor.execute(f"TRUNCATE {METRICS_TABLE}")
-        cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({columns}) SELECT r.*, {', '.join(f'k.{column}' for column in MODEL_COLUMNS)} "
-            f"FROM ({select_sql}) r LEFT JOIN {KEEP_TABLE} k ON k.customer_id = r.customer_id",
-            params,
-        )
-        count = int(cursor.rowcount)
-        cursor.execute(f"DROP TABLE {KEEP_TABLE}")
-    return count
-
-
 def _datetime_type() -> str:
     return "timestamp with time zone"
 
@@ -294,14 +161,16 @@ def _now_param() -> Any:
 
 
 # --- the full refresh -----------------------------------------------------------------------------
-def _parallel_sessions() -> int:
+def _parallel_sessions(requested: int | None) -> int:
     """How many database sessions aggregate at once: PostgreSQL runs each in a server process of
     its own, so two sessions use both cores (COUNT(DISTINCT …) keeps a single query from going
     parallel). Inside a transaction (tests, a caller's atomic block) the other sessions could not
-    see its rows: one session then. SQLite: one (its connections share a process-wide lock)."""
+    see its rows: one session then. SQLite: one (worker processes do its share, see
+    :mod:`~kehu.analytics.services.metrics_workers`)."""
     if not is_postgresql() or connection.in_atomic_block:
         return 1
-    return max(1, min(AGGREGATE_SESSIONS, os.cpu_count() or 1))
+    wanted = requested if requested is not None else min(AGGREGATE_SESSIONS, os.cpu_count() or 1)
+    return max(1, wanted)
 
 
 def _aggregate_in_slices(sql: VendorSql, as_of: dt.date, params: dict[str, Any], *, sessions: int) -> None:
@@ -327,6 +196,51 @@ def _aggregate_in_slices(sql: VendorSql, as_of: dt.date, params: dict[str, Any],
     with ThreadPoolExecutor(max_workers=sessions) as pool:
         for _done in pool.map(aggregate, bounds):
             pass
+
+
+def _aggregate_here(sql: VendorSql, as_of: dt.date, params: dict[str, Any], sessions: int) -> int:
+    """The per-customer aggregate into ``AGG_TABLE`` from this process; returns how many
+    customers' net spend had to be clamped at zero."""
+    with connection.cursor() as cursor:
+        # A primary key (SQLite: the rowid itself) makes the final join a direct lookup.
+        kind = "UNLOGGED" if sessions > 1 else "TEMPORARY"
+        cursor.execute(
+            f"CREATE {kind} TABLE {AGG_TABLE} (customer_id bigint PRIMARY KEY, orders_count bigint, "
+            f"purchase_days bigint, monetary_fen bigint, first_order_at {_datetime_type()}, "
+            f"last_order_at {_datetime_type()}, recency_days integer)"
+            if is_postgresql()
+            else f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id INTEGER PRIMARY KEY, orders_count, "
+            "purchase_days, monetary_fen, first_order_at, last_order_at, recency_days)"
+        )
+    if sessions > 1:
+        _aggregate_in_slices(sql, as_of, params, sessions=sessions)
+    with connection.cursor() as cursor:
+        if sessions <= 1:
+            cursor.execute(f"INSERT INTO {AGG_TABLE} {aggregate_select(sql, as_of)}", params)
+        # Deleted customers keep their orders for history, but have no metrics.
+        cursor.execute(
+            f"DELETE FROM {AGG_TABLE} WHERE customer_id IN "
+            f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
+        )
+        cursor.execute(f"SELECT COUNT(*) FROM {AGG_TABLE} WHERE monetary_fen < 0")
+        (clamped,) = cursor.fetchone()
+        analyze_temporary(cursor, AGG_TABLE)
+    return int(clamped)
+
+
+def _delete_gone() -> None:
+    """Rows of deleted customers go; so do rows whose customer is gone altogether (the table has
+    no foreign-key constraint, see CustomerMetrics.customer). Two statements: joined by OR,
+    PostgreSQL probed the customers once per row."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
+            f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
+        )
+        cursor.execute(
+            f"DELETE FROM {METRICS_TABLE} WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {CUSTOMERS_TABLE} c WHERE c.id = {METRICS_TABLE}.customer_id)"
+        )
 
 
 def _drop_temporary_tables() -> None:
@@ -392,8 +306,6 @@ def _buyer_cut_points() -> tuple[list[int], list[int], list[int], int]:
     window sorts inside the database took about four seconds at a million buyers on SQLite, the
     read and the selection well under one. Same nearest-rank (lower) definition as ``_percentiles``.
     """
-    import numpy as np
-
     chunks = []
     with connection.cursor() as cursor:
         cursor.execute(
@@ -402,10 +314,15 @@ def _buyer_cut_points() -> tuple[list[int], list[int], list[int], int]:
         )
         while rows := cursor.fetchmany(CUT_POINT_READ_ROWS):
             chunks.append(np.array(rows, dtype=np.int64))
-    if not chunks:
-        return [], [], [], 0
-    values = np.concatenate(chunks)
+    return cut_points_of(np.concatenate(chunks) if chunks else np.empty((0, 3), dtype=np.int64))
+
+
+def cut_points_of(values: npt.NDArray[np.int64]) -> tuple[list[int], list[int], list[int], int]:
+    """The quintile cut points of each of ``values``' three columns (recency, purchase days, net
+    spend), and how many buyers there are."""
     count = len(values)
+    if not count:
+        return [], [], [], 0
     ranks = [math.floor(fraction * (count - 1)) for fraction in QUINTILES]
 
     def cuts(column: int) -> list[int]:
@@ -414,18 +331,26 @@ def _buyer_cut_points() -> tuple[list[int], list[int], list[int], int]:
     return cuts(0), cuts(1), cuts(2), count
 
 
-def _derive_thresholds(sql: VendorSql, cutoff: dt.datetime) -> dict[str, Any]:
-    """Gaps in days between consecutive purchase days of repeat buyers, and their percentiles."""
+def _derive_thresholds(
+    sql: VendorSql, cutoff: dt.datetime, repeat: AggregateSummary | None = None, table: str = AGG_TABLE
+) -> dict[str, Any]:
+    """Gaps in days between consecutive purchase days of repeat buyers, and their percentiles.
+
+    The repeat buyers come from the aggregate ``table``; how many there are from it too, or from
+    ``repeat`` when worker processes aggregated."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(orders_count), 0) FROM {AGG_TABLE} WHERE purchase_days >= 2"
-        )
-        repeaters, repeat_orders = (int(value) for value in cursor.fetchone())
+        if repeat is None:
+            cursor.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(orders_count), 0) FROM {table} a WHERE purchase_days >= 2"
+            )
+            repeaters, repeat_orders = (int(value) for value in cursor.fetchone())
+        else:
+            repeaters, repeat_orders = repeat.repeat_buyers, repeat.repeat_orders
         stride = max(1, math.ceil(repeat_orders / GAP_SAMPLE_ORDERS))
         # The sampled customers' ids are read first and their orders then looked up by the
         # customer index: joined instead, the planners scanned every order to find them.
         cursor.execute(
-            f"SELECT customer_id FROM {AGG_TABLE} WHERE purchase_days >= 2 AND customer_id % {stride} = 0"
+            f"SELECT customer_id FROM {table} a WHERE purchase_days >= 2 AND customer_id % {stride} = 0"
         )
         sampled = [int(customer_id) for (customer_id,) in cursor.fetchall()]
         day = sql.day("o.ordered_at")
@@ -504,11 +429,14 @@ def metrics_refresh_full(
     as_of: dt.date | None = None,
     actor: User | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> MetricsRun:
     """Recompute every customer's metrics as of ``as_of`` (default: today in the business's zone).
 
     Orders after ``as_of`` are left out and counted in the run's details. Needs analytics.change
     (``actor=None`` is the operator or the nightly job). Refused while another refresh runs.
+    ``workers``: processes (SQLite) or database sessions (PostgreSQL) to spread the work over;
+    default one per core, at most two; 1 does it all on this connection.
     """
     ensure_permitted(actor, "analytics.change")
     as_of = _checked_as_of(as_of)
@@ -524,41 +452,27 @@ def metrics_refresh_full(
     preferences = analytics_settings()
     cutoff = cutoff_after(as_of)
     params = {"cutoff": db_datetime(cutoff), "now": _now_param()}
+    sessions = _parallel_sessions(workers)
     # Rewriting a million rows and rebuilding their indexes re-reads pages a small cache has let go.
-    with large_sqlite_page_cache():
+    with large_sqlite_page_cache(), worker_refresh(refresh_workers(workers)) as in_workers:
         try:
             _drop_temporary_tables()
             first, last = _order_time_span(cutoff)
             sql = VendorSql.build(start=first, end=last)
-            parallel = _parallel_sessions()
-            with connection.cursor() as cursor:
-                # A primary key (SQLite: the rowid itself) makes the final join a direct lookup.
-                kind = "UNLOGGED" if parallel > 1 else "TEMPORARY"
-                cursor.execute(
-                    f"CREATE {kind} TABLE {AGG_TABLE} (customer_id bigint PRIMARY KEY, orders_count bigint, "
-                    f"purchase_days bigint, monetary_fen bigint, first_order_at {_datetime_type()}, "
-                    f"last_order_at {_datetime_type()}, recency_days integer)"
-                    if is_postgresql()
-                    else f"CREATE TEMPORARY TABLE {AGG_TABLE} (customer_id INTEGER PRIMARY KEY, orders_count, "
-                    "purchase_days, monetary_fen, first_order_at, last_order_at, recency_days)"
-                )
-            if parallel > 1:
-                _aggregate_in_slices(sql, as_of, params, sessions=parallel)
-            with connection.cursor() as cursor:
-                if parallel <= 1:
-                    cursor.execute(f"INSERT INTO {AGG_TABLE} {aggregate_select(sql, as_of)}", params)
-                # Deleted customers keep their orders for history, but have no metrics.
-                cursor.execute(
-                    f"DELETE FROM {AGG_TABLE} WHERE customer_id IN "
-                    f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
-                )
-                cursor.execute(f"SELECT COUNT(*) FROM {AGG_TABLE} WHERE monetary_fen < 0")
-                (clamped,) = cursor.fetchone()
-                _analyze_temporary(cursor, AGG_TABLE)
+            summary = in_workers.aggregate(sql, as_of, params) if in_workers is not None else None
+            clamped = (
+                summary.clamped if summary is not None else _aggregate_here(sql, as_of, params, sessions)
+            )
             report("aggregate")
-            recency_cuts, frequency_cuts, monetary_cuts, buyers = _buyer_cut_points()
+            recency_cuts, frequency_cuts, monetary_cuts, buyers = (
+                cut_points_of(summary.measures) if summary is not None else _buyer_cut_points()
+            )
             report("cut_points")
-            derived = _derive_thresholds(sql, cutoff)
+            if in_workers is not None:
+                in_workers.attach()
+                derived = _derive_thresholds(sql, cutoff, summary, in_workers.aggregate_table())
+            else:
+                derived = _derive_thresholds(sql, cutoff)
             thresholds = _thresholds(
                 derived.get("active_within_days"), derived.get("dormant_after_days"), preferences
             )
@@ -571,30 +485,30 @@ def metrics_refresh_full(
                 "thresholds_source": thresholds.source,
                 "churned_after_days": thresholds.churned_after_days,
                 "time_zone": business_zone().key,
+                "write": "all_rows" if mostly_empty() else "changed_rows",
+                "worker_processes": in_workers.workers if in_workers is not None else 0,
+                "database_sessions": sessions,
             }
             if buyers < 5:
                 # Quintiles of fewer than five values repeat cut points; scores stay within 1-5.
                 details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
+            every_row = details["write"] == "all_rows"
+            if in_workers is not None:
+                in_workers.score(sql, scoring, as_of=as_of, params=params, changed_only=not every_row)
             with transaction.atomic():
-                with connection.cursor() as cursor:
-                    # The table has no foreign-key constraint (see CustomerMetrics.customer): rows
-                    # whose customer is gone go too.
-                    # Two statements: joined by OR, PostgreSQL probed the customers once per row.
-                    cursor.execute(
-                        f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
-                        f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE deleted_at IS NOT NULL)"
-                    )
-                    cursor.execute(
-                        f"DELETE FROM {METRICS_TABLE} WHERE NOT EXISTS "
-                        f"(SELECT 1 FROM {CUSTOMERS_TABLE} c WHERE c.id = {METRICS_TABLE}.customer_id)"
-                    )
-                rows = rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter="")
-                if _mostly_empty():
-                    written = _upsert_all(rows, params)
-                    details["write"] = "all_rows"
+                if in_workers is not None:
+                    in_workers.delete_gone()
+                    rows, row_params = in_workers.rows_sql(), {}
                 else:
-                    written = _write_changed(rows, params)
-                    details["write"] = "changed_rows"
+                    _delete_gone()
+                    rows = rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter="")
+                    row_params = params
+                if every_row:
+                    written = upsert_all(rows, row_params)
+                elif in_workers is not None:
+                    written = upsert(rows, row_params)  # the workers kept only the changed rows
+                else:
+                    written = write_changed(rows, row_params)
                 details["rows_written"] = written
                 report("write")
                 details["seconds"] = timings
@@ -664,4 +578,4 @@ def metrics_refresh_customers(customer_ids: Collection[int], *, as_of: dt.date |
                 f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN "
                 f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE id IN ({id_list}) AND deleted_at IS NOT NULL)"
             )
-        return _upsert(select_sql, {"cutoff": db_datetime(cutoff), "now": _now_param()})
+        return upsert(select_sql, {"cutoff": db_datetime(cutoff), "now": _now_param()})
