@@ -63,9 +63,15 @@ def test_every_customer_gets_a_row_and_a_non_buyer_is_a_prospect(make_customers:
     assert run.details["scores_note"] == "no_buyers"
 
 
+@pytest.mark.parametrize("day_numbers", [True, False], ids=["unixepoch", "date-text"])
 def test_counts_net_spend_and_local_purchase_days(
-    make_customers: Callable[..., Any], make_orders: Callable[..., Any]
+    monkeypatch: pytest.MonkeyPatch,
+    make_customers: Callable[..., Any],
+    make_orders: Callable[..., Any],
+    day_numbers: bool,
 ) -> None:
+    # SQLite before 3.38 has no unixepoch(): the day is then text, and must come out the same
+    monkeypatch.setattr(metrics_sql, "SQLITE_HAS_UNIXEPOCH", day_numbers)
     # given orders at local 00:30 and 23:30 of the same Shanghai day (different UTC days), one the
     # next day, one partly refunded and one fully refunded
     (customer,) = make_customers(1)

@@ -54,6 +54,8 @@ def test_refresh_some_customers(make_customers: Callable[..., Any], make_orders:
         run("refresh", "--customer", "C9999999")
     with pytest.raises(CommandError, match="either --full or --customer"):
         run("refresh", "--full", "--customer", second.code)
+    with pytest.raises(CommandError, match="--workers must be at least 1"):
+        run("refresh", "--workers", "0")
 
 
 def test_show_and_bad_input(make_customers: Callable[..., Any], make_user: Callable[..., Any]) -> None:

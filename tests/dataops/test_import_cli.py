@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -24,6 +23,7 @@ from django.utils import translation
 from kehu.customers.models import Customer
 from kehu.dataops.models import ImportJob, ImportStatus, MappingTemplate
 from tests.dataops import files
+from tests.scratch import query, scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = 12_000
@@ -93,68 +93,16 @@ def test_import_applies_a_template_and_hand_mapping(tmp_path: Path) -> None:
 
 
 # --- SIGKILL ----------------------------------------------------------------------------------------
-def _environment(data_dir: Path, database_url: str) -> dict[str, str]:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith(("KEHU_", "DJANGO_"))
-    }
-    environment.update(
-        KEHU_DATA_DIR=str(data_dir),
-        KEHU_DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="kehu.settings",
-        KEHU_IMPORT_BATCH_ROWS="500",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    return environment
-
-
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A migrated database of the vendor under test that subprocesses share."""
-    data_dir = tmp_path / "scratch"
-    data_dir.mkdir()
-    admin = None
-    name = f"kehu_import_kill_{os.getpid()}"
-    if connection.vendor == "sqlite":
-        url = f"sqlite:///{data_dir / 'kehu.sqlite3'}"
-    else:
-        import psycopg
-
-        parts = urlsplit(os.environ.get("KEHU_DATABASE_URL", ""))
-        server = {
-            "host": parts.hostname or "127.0.0.1",
-            "port": parts.port or 5432,
-            "user": parts.username or "postgres",
-        }
-        admin = psycopg.connect(**server, dbname="postgres", autocommit=True, password=parts.password)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-        password = f":{parts.password}" if parts.password else ""
-        url = f"postgres://{server['user']}{password}@{server['host']}:{server['port']}/{name}"
-    environment = _environment(data_dir, url)
-    try:
-        migrated = subprocess.run(  # noqa: S603 -- our own manage.py
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-            cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
-        assert migrated.returncode == 0, migrated.stderr
+    with scratch_database(
+        tmp_path / "scratch",
+        connection.vendor,
+        f"kehu_import_kill_{os.getpid()}",
+        KEHU_IMPORT_BATCH_ROWS="500",
+    ) as environment:
         yield environment
-    finally:
-        if admin is not None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
-
-
-def _query(environment: dict[str, str], sql: str) -> list[tuple[Any, ...]]:
-    url = environment["KEHU_DATABASE_URL"]
-    if url.startswith("sqlite:///"):
-        import sqlite3
-
-        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30) as database:
-            return list(database.execute(sql).fetchall())
-    import psycopg
-
-    with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as database:
-        return list(database.execute(sql).fetchall())
 
 
 def _command(path: Path) -> list[str]:
@@ -176,7 +124,7 @@ def test_an_import_killed_with_sigkill_resumes_and_handles_every_row_once(
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            found = _query(scratch, "SELECT rows_processed FROM dataops_importjob")
+            found = query(scratch, "SELECT rows_processed FROM dataops_importjob")
             processed = int(found[0][0]) if found else 0
             if processed >= 2_000:
                 break
@@ -186,8 +134,8 @@ def test_an_import_killed_with_sigkill_resumes_and_handles_every_row_once(
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert 2_000 <= processed < ROWS, "the import was not caught mid-way"
-    ((status, checkpoint),) = _query(scratch, "SELECT status, rows_processed FROM dataops_importjob")
-    ((customers,),) = _query(scratch, "SELECT count(*) FROM customers_customer")
+    ((status, checkpoint),) = query(scratch, "SELECT status, rows_processed FROM dataops_importjob")
+    ((customers,),) = query(scratch, "SELECT count(*) FROM customers_customer")
     assert status == ImportStatus.RUNNING
     # Exactly the committed batches are there: the checkpoint and the rows moved together.
     assert customers == checkpoint - (1 if checkpoint > 7_001 else 0)
@@ -199,15 +147,15 @@ def test_an_import_killed_with_sigkill_resumes_and_handles_every_row_once(
     # "Resuming import 1 of this file after row 2,000." (in the installation's language)
     assert f"{checkpoint:,}" in again.stderr
 
-    assert _query(
+    assert query(
         scratch,
         "SELECT count(*), status, rows_processed, rows_created, rows_failed FROM dataops_importjob GROUP BY status, rows_processed, rows_created, rows_failed",
     ) == [(1, ImportStatus.DONE, ROWS, ROWS - 1, 1)]
-    assert _query(scratch, "SELECT count(*), count(DISTINCT number_index) FROM customers_customerphone") == [
+    assert query(scratch, "SELECT count(*), count(DISTINCT number_index) FROM customers_customerphone") == [
         (ROWS - 1, ROWS - 1)
     ]
-    assert _query(scratch, "SELECT count(*) FROM customers_customer") == [(ROWS - 1,)]
-    assert _query(scratch, "SELECT count(*), count(DISTINCT row_number) FROM dataops_importedrecord") == [
+    assert query(scratch, "SELECT count(*) FROM customers_customer") == [(ROWS - 1,)]
+    assert query(scratch, "SELECT count(*), count(DISTINCT row_number) FROM dataops_importedrecord") == [
         (ROWS - 1, ROWS - 1)
     ]
-    assert _query(scratch, "SELECT row_number FROM dataops_importrowerror") == [(7_002,)]
+    assert query(scratch, "SELECT row_number FROM dataops_importrowerror") == [(7_002,)]

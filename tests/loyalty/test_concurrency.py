@@ -31,10 +31,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
+
+from tests.scratch import scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEHU = str(Path(sys.executable).with_name("kehu"))
@@ -44,76 +44,12 @@ OPERATIONS = 500
 WORKER_TIMEOUT = 240
 
 
-def _postgres_server() -> dict[str, Any]:
-    """The PostgreSQL server of this test run, or the one `make test` uses, for a database of our own."""
-    database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("postgresql"):
-        return {
-            "host": database["HOST"] or "127.0.0.1",
-            "port": int(database["PORT"] or 5432),
-            "user": database["USER"] or "postgres",
-            "password": database["PASSWORD"] or None,
-        }
-    parts = urlsplit(os.environ.get("KEHU_TEST_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kehu")
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": parts.username or "postgres",
-        "password": parts.password or None,
-    }
-
-
-def _environment(data_dir: Path, database_url: str) -> dict[str, str]:
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith(("KEHU_", "DJANGO_"))
-    }
-    environment.update(
-        KEHU_DATA_DIR=str(data_dir),
-        KEHU_DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="kehu.settings",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
-    )
-    return environment
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def scratch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A migrated database the worker processes share, with the environment that points at it."""
     vendor = request.param
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    admin = None
-    name = f"kehu_concurrency_{os.getpid()}"
-    if vendor == "sqlite":
-        url = f"sqlite:///{data_dir / 'kehu.sqlite3'}"
-    else:
-        import psycopg
-
-        server = _postgres_server()
-        try:
-            admin = psycopg.connect(**server, dbname="postgres", autocommit=True, connect_timeout=3)
-        except psycopg.OperationalError as error:
-            pytest.skip(f"PostgreSQL not reachable: {error}")
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-        password = f":{server['password']}" if server["password"] else ""
-        url = f"postgres://{server['user']}{password}@{server['host']}:{server['port']}/{name}"
-    environment = _environment(data_dir, url)
-    try:
-        migrated = subprocess.run(  # noqa: S603 -- our own console script
-            [KEHU, "migrate", "--no-input", "-v", "0"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    with scratch_database(tmp_path / "data", vendor, f"kehu_concurrency_{os.getpid()}") as environment:
         yield {"vendor": vendor, "dir": str(tmp_path), **environment}
-    finally:
-        if admin is not None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
 
 
 def _worker(environment: dict[str, str], *arguments: str) -> list[str]:

@@ -205,22 +205,16 @@ def _score(job: ScoreJob) -> int:
         db.close()
 
 
-def run_in_workers(function: Any, jobs: Sequence[Any], workers: int) -> list[Any]:
-    """The jobs over ``workers`` forked processes, each taking the next job when it is free;
-    results in the jobs' order."""
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(function, jobs))
-
-
-def aggregate_slices(jobs: Sequence[AggregateJob], workers: int) -> AggregateSummary:
+def aggregate_slices(pool: ProcessPoolExecutor, jobs: Sequence[AggregateJob]) -> AggregateSummary:
+    """The jobs over the pool's processes, each taking the next job when it is free."""
     summary = AggregateSummary()
-    for part in run_in_workers(_aggregate, jobs, workers):
+    for part in pool.map(_aggregate, jobs):
         summary = summary.merge(part)
     return summary
 
 
-def score_slices(jobs: Sequence[ScoreJob], workers: int) -> int:
-    return sum(run_in_workers(_score, jobs, workers))
+def score_slices(pool: ProcessPoolExecutor, jobs: Sequence[ScoreJob]) -> int:
+    return sum(pool.map(_score, jobs))
 
 
 # --- the main process's side ------------------------------------------------------------------------
@@ -233,6 +227,19 @@ class WorkerRefresh:
         self.directory = directory
         self.attached: list[str] = []
         self.slices: list[tuple[int, int]] = []
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        # One pool for both passes: its processes are forked once.
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        self.detach()
 
     def _scratch(self, index: int) -> Path:
         return self.directory / f"slice-{index}.sqlite3"
@@ -259,7 +266,7 @@ class WorkerRefresh:
             AggregateJob(self.database, self._scratch(index), bounds, aggregate, deleted, params)
             for index, bounds in enumerate(self._slices())
         ]
-        return aggregate_slices(jobs, self.workers)
+        return aggregate_slices(self._pool(), jobs)
 
     def score(
         self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any], changed_only: bool
@@ -277,7 +284,7 @@ class WorkerRefresh:
             ScoreJob(self.database, self._scratch(index), bounds, rows, keep, gone, params)
             for index, bounds in enumerate(self._slices())
         ]
-        return score_slices(jobs, self.workers)
+        return score_slices(self._pool(), jobs)
 
     @property
     def database(self) -> str:
@@ -341,6 +348,6 @@ def worker_refresh(workers: int) -> Iterator[WorkerRefresh | None]:
         yield refresh
     finally:
         try:
-            refresh.detach()
+            refresh.close()
         finally:
             shutil.rmtree(directory, ignore_errors=True)

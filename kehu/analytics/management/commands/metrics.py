@@ -68,6 +68,13 @@ class Command(BaseCommand):
         refresh.add_argument(
             "--customer", action="append", default=[], metavar="CODE", help="only this customer (repeatable)"
         )
+        refresh.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="processes (SQLite) or database sessions (PostgreSQL) for a full refresh; "
+            "default one per core, at most two; 1 for one connection",
+        )
         refresh.add_argument("--json", action="store_true", help="print the result as JSON")
         show = actions.add_parser("show", help="one customer's metrics")
         show.add_argument("code", metavar="CODE")
@@ -97,6 +104,8 @@ class Command(BaseCommand):
         codes = [code.strip().upper() for code in options["customer"]]
         if codes and options["full"]:
             raise CommandError(_("Use either --full or --customer, not both."))
+        if options["workers"] is not None and options["workers"] < 1:
+            raise CommandError(_("--workers must be at least 1."))
         if codes:
             self._refresh_customers(actor, codes, as_of, as_json=options["json"])
             return
@@ -108,7 +117,7 @@ class Command(BaseCommand):
                 following = list(PHASE_LABELS)[min(done, total - 1)]
                 progress.update(task, completed=done, total=total, description=str(PHASE_LABELS[following]))
 
-            run = metrics_refresh_full(as_of=as_of, actor=actor, progress=show)
+            run = metrics_refresh_full(as_of=as_of, actor=actor, progress=show, workers=options["workers"])
         summary = present_run(run)
         if options["json"]:
             self.stdout.write(json.dumps(summary, default=_json_default, ensure_ascii=False, indent=2))

@@ -1,0 +1,81 @@
+"""A full refresh spread over worker processes (SQLite) or database sessions (PostgreSQL) writes
+exactly what one connection writes, the first time and on the next night.
+
+The spread needs a database other processes can open and rows they can see, so the test runs
+``kehu`` in subprocesses on a scratch database of its own (tests/scratch.py), filled by
+``kehu demo``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kehu.analytics.services.metrics_write import COMPARED_COLUMNS
+from tests.scratch import execute, kehu, query, scratch_database
+
+pytestmark = pytest.mark.django_db
+
+COLUMNS = ", ".join(("customer_id", *COMPARED_COLUMNS))
+
+
+def _rows(environment: dict[str, str]) -> dict[int, tuple[Any, ...]]:
+    rows = query(environment, f"SELECT {COLUMNS} FROM analytics_customermetrics ORDER BY customer_id")  # noqa: S608
+    return {int(row[0]): tuple(str(value) for value in row[1:]) for row in rows}
+
+
+def _refresh(environment: dict[str, str], as_of: dt.date, workers: int) -> dict[str, Any]:
+    kehu(environment, "metrics", "refresh", "--as-of", as_of.isoformat(), "--workers", str(workers), "--json")
+    (details,) = query(environment, "SELECT details FROM analytics_metricsrun ORDER BY id DESC LIMIT 1")[0]
+    return dict(json.loads(details) if isinstance(details, str) else details)
+
+
+@pytest.mark.parametrize("vendor", ["sqlite", "postgresql"])
+def test_a_refresh_spread_over_workers_writes_what_one_connection_writes(vendor: str, tmp_path: Path) -> None:
+    name = f"kehu_metrics_workers_{os.getpid()}"
+    with scratch_database(tmp_path / "data", vendor, name) as environment:
+        # given demo customers with orders, refreshed the day before yesterday over two workers
+        kehu(environment, "demo", "--customers", "300", "--orders-per-customer", "6", "--seed", "11",
+             "--password", "demo-password-11")  # fmt: skip
+        today = dt.date.fromisoformat(str(query(environment, "SELECT CURRENT_DATE")[0][0]))
+        first_day, next_day = today - dt.timedelta(days=2), today - dt.timedelta(days=1)
+        first = _refresh(environment, first_day, workers=2)
+        spread = _rows(environment)
+        # when the same refresh runs on one connection into an empty table
+        execute(environment, "DELETE FROM analytics_customermetrics")
+        _refresh(environment, first_day, workers=1)
+        # then both wrote the same rows, every customer one
+        assert _rows(environment) == spread
+        assert len(spread) == 300
+        assert first["write"] == "all_rows"
+        assert (first["worker_processes"], first["database_sessions"]) == (
+            (2, 1) if vendor == "sqlite" else (0, 2)
+        )
+
+        # given, the next day, a deleted customer and a row whose customer is gone
+        deleted = min(spread)
+        execute(
+            environment, f"UPDATE customers_customer SET deleted_at = CURRENT_TIMESTAMP WHERE id = {deleted}"
+        )  # noqa: S608
+        execute(
+            environment,
+            "INSERT INTO analytics_customermetrics (customer_id, orders_count, purchase_days, monetary_fen, "
+            "average_order_fen, rfm_segment, activity, lifecycle, value_tier, refreshed_at) "
+            "VALUES (987654321, 1, 1, 100, 100, '', 'none', 'prospect', 'none', CURRENT_TIMESTAMP)",
+        )
+        # when the nightly refresh runs over two workers, and then one connection into an empty table
+        night = _refresh(environment, next_day, workers=2)
+        nightly = _rows(environment)
+        execute(environment, "DELETE FROM analytics_customermetrics")
+        _refresh(environment, next_day, workers=1)
+        # then the night wrote only changed rows, dropped the two, and agrees with the full rewrite
+        assert night["write"] == "changed_rows"
+        assert night["rows_written"] < len(spread) - 1
+        assert deleted not in nightly
+        assert 987654321 not in nightly
+        assert nightly == _rows(environment)
