@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,44 @@ def test_a_refresh_spread_over_workers_writes_what_one_connection_writes(vendor:
         assert deleted not in nightly
         assert 987654321 not in nightly
         assert nightly == _rows(environment)
+
+
+# A job consumer runs jobs in threads: a refresh there must not fork (see metrics_workers.start_method).
+# (The command's progress bar runs a thread too, so the command itself starts its workers afresh.)
+REFRESH = """
+import datetime as dt, sys, threading, time
+import django
+if sys.argv[2] == "threaded":
+    threading.Thread(target=time.sleep, args=(300,), daemon=True).start()
+django.setup()
+from kehu.analytics.services.metrics import metrics_refresh_full
+metrics_refresh_full(as_of=dt.date.fromisoformat(sys.argv[1]), workers=2)
+"""
+
+
+def _refresh_in(environment: dict[str, str], as_of: dt.date, how: str) -> dict[str, Any]:
+    execute(environment, "DELETE FROM analytics_customermetrics")
+    completed = subprocess.run(  # noqa: S603 -- our own snippet on our interpreter
+        [sys.executable, "-c", REFRESH, as_of.isoformat(), how],
+        env=environment, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    ((details,),) = query(environment, "SELECT details FROM analytics_metricsrun ORDER BY id DESC LIMIT 1")
+    return dict(json.loads(details))
+
+
+def test_workers_fork_from_a_lone_thread_and_start_afresh_beside_others(tmp_path: Path) -> None:
+    with scratch_database(tmp_path / "data", "sqlite", "unused") as environment:
+        # given demo customers
+        kehu(environment, "demo", "--customers", "120", "--orders-per-customer", "4", "--seed", "12",
+             "--password", "demo-password-12")  # fmt: skip
+        as_of = dt.date.fromisoformat(str(query(environment, "SELECT CURRENT_DATE")[0][0]))
+        # when refreshed from a process of one thread, then from one with another thread running
+        forked = _refresh_in(environment, as_of, "alone")
+        expected = _rows(environment)
+        spawned = _refresh_in(environment, as_of, "threaded")
+        # then the first forked its workers, the second started them afresh; same rows either way
+        assert (forked["worker_start"], spawned["worker_start"]) == ("fork", "spawn")
+        assert forked["worker_processes"] == spawned["worker_processes"] == 2
+        assert _rows(environment) == expected
+        assert len(expected) == 120

@@ -43,6 +43,7 @@ from django.utils.translation import ngettext
 
 from kehu.accounts.models import User
 from kehu.analytics.models import AnalyticsSettings, CustomerMetrics, MetricsRun, RunStatus
+from kehu.analytics.services.metrics_spread import refresh_workers, worker_refresh
 from kehu.analytics.services.metrics_sql import (
     CUSTOMERS_TABLE,
     METRICS_TABLE,
@@ -58,11 +59,7 @@ from kehu.analytics.services.metrics_sql import (
     is_postgresql,
     rows_select,
 )
-from kehu.analytics.services.metrics_workers import (
-    AggregateSummary,
-    refresh_workers,
-    worker_refresh,
-)
+from kehu.analytics.services.metrics_workers import AggregateSummary
 from kehu.analytics.services.metrics_write import (
     KEEP_TABLE,
     analyze_temporary,
@@ -487,6 +484,7 @@ def metrics_refresh_full(
                 "time_zone": business_zone().key,
                 "write": "all_rows" if mostly_empty() else "changed_rows",
                 "worker_processes": in_workers.workers if in_workers is not None else 0,
+                "worker_start": in_workers.start_method if in_workers is not None else "",
                 "database_sessions": sessions,
             }
             if buyers < 5:

@@ -1,0 +1,178 @@
+# ruff: noqa: S608 -- the SQL text is built from constant table names and the refresh's own
+# generated SQL; user input never reaches it.
+"""The main process's side of a SQLite full refresh spread over worker processes
+(:mod:`.metrics_workers`): the slices of customer ids, the scratch files, the two passes, and the
+scratch files attached to the caller's connection for the write."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+from django.db import connection
+
+from kehu.analytics.services.metrics_sql import (
+    CUSTOMERS_TABLE,
+    METRICS_TABLE,
+    Scoring,
+    VendorSql,
+    aggregate_select,
+    rows_select,
+)
+from kehu.analytics.services.metrics_workers import (
+    AggregateJob,
+    AggregateSummary,
+    ScoreJob,
+    aggregate_slices,
+    score_slices,
+    slice_bounds,
+    sqlite_parameters,
+    start_method,
+    worker_pool,
+)
+from kehu.analytics.services.metrics_write import COMPARED_COLUMNS
+
+# Worker processes at most (the machines this is built for have two cores).
+MAX_WORKERS: Final = 2
+
+
+class WorkerRefresh:
+    """One full refresh's worker passes, scratch files and their attachment to the caller's
+    connection (:func:`worker_refresh` makes one and cleans up after it)."""
+
+    def __init__(self, workers: int, directory: Path) -> None:
+        self.workers = workers
+        self.directory = directory
+        self.attached: list[str] = []
+        self.slices: list[tuple[int, int]] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.start_method = start_method()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        # One pool for both passes: its processes are forked once.
+        if self.pool is None:
+            self.pool = worker_pool(self.workers, self.start_method)
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        self.detach()
+
+    def _scratch(self, index: int) -> Path:
+        return self.directory / f"slice-{index}.sqlite3"
+
+    def _slices(self) -> list[tuple[int, int]]:
+        if not self.slices:
+            with connection.cursor() as cursor:
+                # Two subqueries: SQLite reads a lone MIN() or MAX() off the key's ends, but
+                # scans the table for the pair.
+                cursor.execute(
+                    f"SELECT (SELECT MIN(id) FROM {CUSTOMERS_TABLE}), (SELECT MAX(id) FROM {CUSTOMERS_TABLE})"
+                )
+                low, high = cursor.fetchone()
+            self.slices = slice_bounds(int(low or 0), int(high or 0))
+        return self.slices
+
+    def aggregate(self, sql: VendorSql, as_of: dt.date, params: dict[str, Any]) -> AggregateSummary:
+        aggregate = sqlite_parameters(aggregate_select(sql, as_of, "{where}"))
+        deleted = (
+            "DELETE FROM scratch.agg WHERE customer_id IN "
+            f"(SELECT id FROM {CUSTOMERS_TABLE} WHERE {{where}} AND deleted_at IS NOT NULL)"
+        )
+        jobs = [
+            AggregateJob(self.database, self._scratch(index), bounds, aggregate, deleted, params)
+            for index, bounds in enumerate(self._slices())
+        ]
+        return aggregate_slices(self._pool(), jobs)
+
+    def score(
+        self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any], changed_only: bool
+    ) -> int:
+        rows = sqlite_parameters(
+            rows_select(sql, scoring, as_of=as_of, source="scratch.agg", customer_filter=" AND {where}")
+        )
+        differs = " OR ".join(f"n.{column} IS NOT m.{column}" for column in COMPARED_COLUMNS)
+        keep = f"m.customer_id IS NULL OR {differs}" if changed_only else "1 = 1"
+        gone = (
+            f"SELECT m.customer_id FROM {METRICS_TABLE} m LEFT JOIN {CUSTOMERS_TABLE} c ON c.id = m.customer_id "
+            "WHERE {where} AND (c.id IS NULL OR c.deleted_at IS NOT NULL)"
+        )
+        jobs = [
+            ScoreJob(self.database, self._scratch(index), bounds, rows, keep, gone, params)
+            for index, bounds in enumerate(self._slices())
+        ]
+        return score_slices(self._pool(), jobs)
+
+    @property
+    def database(self) -> str:
+        return str(connection.settings_dict["NAME"])
+
+    def attach(self) -> None:
+        """Attach the scratch files to the caller's connection (SQLite refuses inside a transaction)."""
+        with connection.cursor() as cursor:
+            for index in range(len(self._slices())):
+                name = f"kehu_metrics_slice_{index}"
+                cursor.execute(f"ATTACH DATABASE %s AS {name}", [str(self._scratch(index))])
+                self.attached.append(name)
+
+    def detach(self) -> None:
+        with connection.cursor() as cursor:
+            while self.attached:
+                cursor.execute(f"DETACH DATABASE {self.attached.pop()}")
+
+    def aggregate_table(self) -> str:
+        """The attached slices' aggregates as one table expression."""
+        return "(" + " UNION ALL ".join(f"SELECT * FROM {name}.agg" for name in self.attached) + ")"
+
+    def rows_sql(self) -> str:
+        union = " UNION ALL ".join(f"SELECT * FROM {name}.rows" for name in self.attached)
+        # The WHERE keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
+        return f"SELECT * FROM ({union}) WHERE 1 = 1"
+
+    def delete_gone(self) -> None:
+        union = " UNION ALL ".join(f"SELECT customer_id FROM {name}.gone" for name in self.attached)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN ({union})")
+
+
+def _in_memory(name: str) -> bool:
+    # Other processes cannot open an in-memory database (the tests' default).
+    return name == ":memory:" or "mode=memory" in name
+
+
+def refresh_workers(requested: int | None) -> int:
+    """Worker processes for a SQLite full refresh: one per core (at most two) on a database file,
+    outside any transaction (workers see only committed rows); else none."""
+    if (
+        connection.vendor != "sqlite"
+        or connection.in_atomic_block
+        or _in_memory(str(connection.settings_dict["NAME"]))
+    ):
+        return 0
+    wanted = requested if requested is not None else min(MAX_WORKERS, os.cpu_count() or 1)
+    return wanted if wanted > 1 else 0
+
+
+@contextlib.contextmanager
+def worker_refresh(workers: int) -> Iterator[WorkerRefresh | None]:
+    if workers < 2:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="kehu-metrics-"))
+    refresh = WorkerRefresh(workers, directory)
+    try:
+        yield refresh
+    finally:
+        try:
+            refresh.close()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
