@@ -5,17 +5,18 @@
 Every aggregate runs inside the database (docs/analytics.md, "Metrics", defines each value):
 
 1. one pass over the orders' covering index (customer, ordered_at, total_fen, refunded_fen)
-   groups the counted orders by customer into a temporary table: orders, distinct local purchase
-   days, net spend, first and last purchase;
+   groups the counted orders by customer: orders, distinct local purchase days, net spend, first
+   and last purchase. Both cores share it: PostgreSQL in two sessions over slices of customer
+   ids, SQLite in two worker processes (:mod:`.metrics_spread`, :mod:`.metrics_workers`);
 2. the quintile cut points of recency, frequency (purchase days) and net spend among buyers come
-   from one read of that table's three columns (``numpy.partition`` picks the ranks);
+   from one read of the three measures (``numpy.partition`` picks the ranks);
 3. the activity thresholds come from the gaps between consecutive purchase days (``LAG``), over
    every repeat buyer or, when there are more than ``GAP_SAMPLE_ORDERS`` of their orders, an even
    sample of them by customer id;
-4. one ``INSERT … SELECT`` writes every non-deleted customer's row with the secondary indexes
-   dropped and rebuilt (SQLite: ``ON CONFLICT DO UPDATE`` in place; PostgreSQL: ``TRUNCATE`` and
-   insert, so no dead copy of every row is left behind), keeping the model outputs (CLV,
-   P(alive), expected purchases, churn risk) as their fits left them.
+4. the write (:mod:`.metrics_write`): the first refresh writes every non-deleted customer's row
+   with the secondary indexes dropped and rebuilt; every later one writes only the rows whose
+   values changed. The model outputs (CLV, P(alive), expected purchases, churn risk) stay as
+   their fits left them.
 
 An incremental refresh (:func:`metrics_refresh_customers`) runs the same aggregate and the same
 scoring SQL for a few customers, against the cut points and thresholds of the last full run, so a
@@ -59,7 +60,7 @@ from kehu.analytics.services.metrics_sql import (
     is_postgresql,
     rows_select,
 )
-from kehu.analytics.services.metrics_workers import AggregateSummary
+from kehu.analytics.services.metrics_workers import AggregateSummary, slice_bounds
 from kehu.analytics.services.metrics_write import (
     KEEP_TABLE,
     analyze_temporary,
@@ -178,8 +179,7 @@ def _aggregate_in_slices(sql: VendorSql, as_of: dt.date, params: dict[str, Any],
         low, high = cursor.fetchone()
     if low is None:
         return
-    step = (int(high) - int(low)) // AGGREGATE_SLICES + 1
-    bounds = [(start, start + step) for start in range(int(low), int(high) + 1, step)]
+    bounds = slice_bounds(int(low), int(high), AGGREGATE_SLICES)
 
     def aggregate(bound: tuple[int, int]) -> None:
         # A thread of its own has a connection of its own (Django's are per thread).
