@@ -37,7 +37,7 @@ from kehu.analytics.services.metrics_workers import (
     start_method,
     worker_pool,
 )
-from kehu.analytics.services.metrics_write import COMPARED_COLUMNS
+from kehu.analytics.services.metrics_write import new_or_changed
 
 # Worker processes at most (the machines this is built for have two cores).
 MAX_WORKERS: Final = 2
@@ -100,8 +100,7 @@ class WorkerRefresh:
         rows = sqlite_parameters(
             rows_select(sql, scoring, as_of=as_of, source="scratch.agg", customer_filter=" AND {where}")
         )
-        differs = " OR ".join(f"n.{column} IS NOT m.{column}" for column in COMPARED_COLUMNS)
-        keep = f"m.customer_id IS NULL OR {differs}" if changed_only else "1 = 1"
+        keep = new_or_changed() if changed_only else "1 = 1"
         gone = (
             f"SELECT m.customer_id FROM {METRICS_TABLE} m LEFT JOIN {CUSTOMERS_TABLE} c ON c.id = m.customer_id "
             "WHERE {where} AND (c.id IS NULL OR c.deleted_at IS NOT NULL)"

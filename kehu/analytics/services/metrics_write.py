@@ -60,6 +60,14 @@ def upsert(select_sql: str, params: dict[str, Any]) -> int:
         return int(cursor.rowcount)
 
 
+def new_or_changed() -> str:
+    """The condition that keeps a freshly computed row ``n`` for writing: no stored row ``m`` yet,
+    or a compared value differs."""
+    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
+    differs = " OR ".join(f"n.{column} {distinct} m.{column}" for column in COMPARED_COLUMNS)
+    return f"m.customer_id IS NULL OR {differs}"
+
+
 def write_changed(select_sql: str, params: dict[str, Any]) -> int:
     """Insert the missing rows and update those whose values differ; leave the others alone.
 
@@ -67,19 +75,11 @@ def write_changed(select_sql: str, params: dict[str, Any]) -> int:
     went in, and rewriting them (with their indexes) was most of a full refresh's time. The
     comparison is one primary-key lookup per customer in the same statement.
     """
-    columns = ", ".join(WRITTEN_COLUMNS)
-    updates = ", ".join(f"{column} = excluded.{column}" for column in WRITTEN_COLUMNS[1:])
-    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
-    differs = " OR ".join(f"n.{column} {distinct} m.{column}" for column in COMPARED_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({columns}) SELECT n.* FROM ({select_sql}) n "
-            f"LEFT JOIN {METRICS_TABLE} m ON m.customer_id = n.customer_id "
-            f"WHERE m.customer_id IS NULL OR {differs} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
-            params,
-        )
-        return int(cursor.rowcount)
+    return upsert(
+        f"SELECT n.* FROM ({select_sql}) n LEFT JOIN {METRICS_TABLE} m ON m.customer_id = n.customer_id "
+        f"WHERE {new_or_changed()}",
+        params,
+    )
 
 
 def mostly_empty() -> bool:
