@@ -1,4 +1,4 @@
-"""Model fields for data that must be encrypted at rest."""
+"""Model fields: data encrypted at rest, and a one-to-one key SQLite can use as its row id."""
 
 from __future__ import annotations
 
@@ -47,6 +47,21 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
                 f"{self.encryption_context} is encrypted; look it up through its blind index, not {lookup_name!r}"
             )
         return super().get_lookup(lookup_name)
+
+
+class RowIdOneToOneField(models.OneToOneField):  # type: ignore[type-arg]
+    """A one-to-one primary key that is the table's row id on SQLite.
+
+    SQLite makes a primary key the row id only when its column is declared exactly ``INTEGER``;
+    the ``bigint`` Django gives a key pointing at a big auto id leaves the rows keyed by a
+    hidden row id, with the key in a second b-tree beside them. Every lookup then searched
+    both, and every write maintained both. PostgreSQL keeps the usual type.
+    """
+
+    def db_type(self, connection: Any) -> str | None:
+        if self.primary_key and connection.vendor == "sqlite":
+            return "integer"
+        return super().db_type(connection)
 
 
 def encrypted_fields() -> list[tuple[type[models.Model], EncryptedTextField]]:

@@ -8,6 +8,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from kehu.core.fields import RowIdOneToOneField
+
 
 class RfmSegment(models.TextChoices):
     CHAMPIONS = "champions", _("Champions")
@@ -62,7 +64,7 @@ class CustomerMetrics(models.Model):
     # million-row refresh, most of its write phase). The rows are written only from joins on
     # the customers table; Django still cascades a customer's deletion to its row, and the
     # full refresh removes any row left without its customer.
-    customer = models.OneToOneField(
+    customer = RowIdOneToOneField(
         "customers.Customer",
         verbose_name=_("customer"),
         primary_key=True,

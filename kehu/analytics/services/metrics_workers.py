@@ -101,21 +101,25 @@ def _connect(database: str, scratch: Path) -> sqlite3.Connection:
     return db
 
 
-def _column(db: sqlite3.Connection, expression: str) -> Ints:
-    """Every row's value of an integer expression over ``scratch.agg``, in no particular order.
-
-    Read as one text: a row at a time through the driver took several times as long."""
-    (text,) = db.execute(f"SELECT group_concat({expression}) FROM scratch.agg").fetchone()
+def _integers(text: str | None) -> Ints:
     return np.array(text.split(","), dtype=np.int64) if text else np.empty(0, dtype=np.int64)
 
 
-def _spread(db: sqlite3.Connection, column: str) -> Ints:
-    """Every row's value of a column with few distinct values (days), in ascending order, from
-    its counts per value: a few hundred rows to read instead of one per customer."""
-    counts = np.array(
-        db.execute(f"SELECT {column}, COUNT(*) FROM scratch.agg GROUP BY {column}").fetchall(), dtype=np.int64
-    ).reshape(-1, 2)
-    return np.repeat(counts[:, 0], counts[:, 1])
+def _summary(db: sqlite3.Connection) -> AggregateSummary:
+    """The slice's measures and counts from one scan of ``scratch.agg``. Each measure comes back
+    as one text (a row at a time through the driver took several times as long) and is cut into
+    quintiles on its own: the three columns need not line up."""
+    recency, days, spend, clamped, repeat_buyers, repeat_orders = db.execute(
+        "SELECT group_concat(recency_days), group_concat(purchase_days), group_concat(max(monetary_fen, 0)), "
+        "COUNT(*) FILTER (WHERE monetary_fen < 0), COUNT(*) FILTER (WHERE purchase_days >= 2), "
+        "COALESCE(SUM(orders_count) FILTER (WHERE purchase_days >= 2), 0) FROM scratch.agg"
+    ).fetchone()
+    return AggregateSummary(
+        measures=np.stack([_integers(recency), _integers(days), _integers(spend)], axis=1),
+        clamped=int(clamped),
+        repeat_buyers=int(repeat_buyers),
+        repeat_orders=int(repeat_orders),
+    )
 
 
 @dataclass(frozen=True)
@@ -135,25 +139,7 @@ def _aggregate(job: AggregateJob) -> AggregateSummary:
         where = f"customer_id >= {job.bounds[0]} AND customer_id < {job.bounds[1]}"
         db.execute(f"INSERT INTO scratch.agg {job.aggregate_sql.replace('{where}', where)}", job.params)
         db.execute(job.deleted_sql.replace("{where}", where.replace("customer_id", "id")))
-        # The three measures are cut into quintiles each on its own: their rows need not line up.
-        measures = np.stack(
-            [
-                _spread(db, "recency_days"),
-                _spread(db, "purchase_days"),
-                _column(db, "CASE WHEN monetary_fen < 0 THEN 0 ELSE monetary_fen END"),
-            ],
-            axis=1,
-        )
-        clamped, repeat_buyers, repeat_orders = db.execute(
-            "SELECT COUNT(*) FILTER (WHERE monetary_fen < 0), COUNT(*) FILTER (WHERE purchase_days >= 2), "
-            "COALESCE(SUM(orders_count) FILTER (WHERE purchase_days >= 2), 0) FROM scratch.agg"
-        ).fetchone()
-        return AggregateSummary(
-            measures=measures,
-            clamped=int(clamped),
-            repeat_buyers=int(repeat_buyers),
-            repeat_orders=int(repeat_orders),
-        )
+        return _summary(db)
     finally:
         db.close()
 
