@@ -70,6 +70,13 @@ def test_a_refresh_spread_over_workers_writes_what_one_connection_writes(vendor:
             "average_order_fen, rfm_segment, activity, lifecycle, value_tier, refreshed_at) "
             "VALUES (987654321, 1, 1, 100, 100, '', 'none', 'prospect', 'none', CURRENT_TIMESTAMP)",
         )
+        # and a customer whose first order was refunded in full (their totals change; others' only labels)
+        refunded = max(spread)
+        execute(
+            environment,
+            "UPDATE commerce_order SET refunded_fen = total_fen WHERE id = "  # noqa: S608
+            f"(SELECT MIN(id) FROM commerce_order WHERE customer_id = {refunded})",
+        )
         # when the nightly refresh runs over two workers, and then one connection into an empty table
         night = _refresh(environment, next_day, workers=2)
         nightly = _rows(environment)
@@ -78,6 +85,9 @@ def test_a_refresh_spread_over_workers_writes_what_one_connection_writes(vendor:
         # then the night wrote only changed rows, dropped the two, and agrees with the full rewrite
         assert night["write"] == "changed_rows"
         assert night["rows_written"] < len(spread) - 1
+        if vendor == "sqlite":
+            assert 0 < night["rows_relabelled"] < night["rows_written"]
+        assert nightly[refunded][:2] != spread[refunded][:2]
         assert deleted not in nightly
         assert 987654321 not in nightly
         assert nightly == _rows(environment)

@@ -63,6 +63,7 @@ from kehu.analytics.services.metrics_sql import (
 from kehu.analytics.services.metrics_workers import AggregateSummary, slice_bounds
 from kehu.analytics.services.metrics_write import (
     KEEP_TABLE,
+    LABEL_COLUMNS,
     analyze_temporary,
     mostly_empty,
     upsert,
@@ -504,7 +505,11 @@ def metrics_refresh_full(
                 if every_row:
                     written = upsert_all(rows, row_params)
                 elif in_workers is not None:
-                    written = upsert(rows, row_params)  # the workers kept only the changed rows
+                    # The workers kept only the changed rows. Where only the labels moved, the
+                    # indexes on the totals (last purchase, net spend) are left alone.
+                    relabelled = upsert(in_workers.rows_sql("NOT totals_changed"), {}, updated=LABEL_COLUMNS)
+                    written = upsert(in_workers.rows_sql("totals_changed"), {}) + relabelled
+                    details["rows_relabelled"] = relabelled
                 else:
                     written = write_changed(rows, row_params)
                 details["rows_written"] = written

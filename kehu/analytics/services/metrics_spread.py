@@ -37,7 +37,7 @@ from kehu.analytics.services.metrics_workers import (
     start_method,
     worker_pool,
 )
-from kehu.analytics.services.metrics_write import new_or_changed
+from kehu.analytics.services.metrics_write import WRITTEN_COLUMNS, new_or_changed, totals_changed
 
 # Worker processes at most (the machines this is built for have two cores).
 MAX_WORKERS: Final = 2
@@ -106,7 +106,7 @@ class WorkerRefresh:
             "WHERE {where} AND (c.id IS NULL OR c.deleted_at IS NOT NULL)"
         )
         jobs = [
-            ScoreJob(self.database, self._scratch(index), bounds, rows, keep, gone, params)
+            ScoreJob(self.database, self._scratch(index), bounds, rows, keep, totals_changed(), gone, params)
             for index, bounds in enumerate(self._slices())
         ]
         return score_slices(self._pool(), jobs)
@@ -132,10 +132,12 @@ class WorkerRefresh:
         """The attached slices' aggregates as one table expression."""
         return "(" + " UNION ALL ".join(f"SELECT * FROM {name}.agg" for name in self.attached) + ")"
 
-    def rows_sql(self) -> str:
+    def rows_sql(self, where: str = "1 = 1") -> str:
+        """The scored rows to write (every written column), those of them that meet ``where``
+        (over the written columns and ``totals_changed``)."""
         union = " UNION ALL ".join(f"SELECT * FROM {name}.rows" for name in self.attached)
-        # The WHERE keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
-        return f"SELECT * FROM ({union}) WHERE 1 = 1"
+        # The WHERE also keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
+        return f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM ({union}) WHERE {where}"
 
     def delete_gone(self) -> None:
         union = " UNION ALL ".join(f"SELECT customer_id FROM {name}.gone" for name in self.attached)

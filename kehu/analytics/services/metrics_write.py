@@ -23,15 +23,17 @@ MODEL_COLUMNS: Final = (
     "churn_risk",
 )
 
-# The columns a refresh writes; the model outputs are never in this list.
-WRITTEN_COLUMNS: Final = (
-    "customer_id",
+# The purchase totals: a night on which a customer bought nothing leaves them as they were.
+TOTALS_COLUMNS: Final = (
     "orders_count",
     "purchase_days",
     "monetary_fen",
     "average_order_fen",
     "first_order_at",
     "last_order_at",
+)
+# What moves with the night's cut points, thresholds and date alone.
+LABEL_COLUMNS: Final = (
     "r_score",
     "f_score",
     "m_score",
@@ -42,15 +44,19 @@ WRITTEN_COLUMNS: Final = (
     "as_of",
     "refreshed_at",
 )
+# The columns a refresh writes; the model outputs are never in this list.
+WRITTEN_COLUMNS: Final = ("customer_id", *TOTALS_COLUMNS, *LABEL_COLUMNS)
 # What decides whether a row changed: everything written but the key and the stamps.
 COMPARED_COLUMNS: Final = tuple(
     column for column in WRITTEN_COLUMNS if column not in ("customer_id", "as_of", "refreshed_at")
 )
 
 
-def upsert(select_sql: str, params: dict[str, Any]) -> int:
+def upsert(select_sql: str, params: dict[str, Any], *, updated: tuple[str, ...] = WRITTEN_COLUMNS[1:]) -> int:
+    """Insert the rows of ``select_sql`` (every written column), or set ``updated`` where the
+    customer has a row. SQLite leaves alone each index none of whose columns is set."""
     columns = ", ".join(WRITTEN_COLUMNS)
-    updates = ", ".join(f"{column} = excluded.{column}" for column in WRITTEN_COLUMNS[1:])
+    updates = ", ".join(f"{column} = excluded.{column}" for column in updated)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {METRICS_TABLE} ({columns}) {select_sql} "
@@ -60,12 +66,20 @@ def upsert(select_sql: str, params: dict[str, Any]) -> int:
         return int(cursor.rowcount)
 
 
+def _differs(columns: tuple[str, ...]) -> str:
+    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
+    return " OR ".join(f"n.{column} {distinct} m.{column}" for column in columns)
+
+
+def totals_changed() -> str:
+    """Over a fresh row ``n`` and the stored row ``m``: no stored row yet, or its totals differ."""
+    return f"m.customer_id IS NULL OR {_differs(TOTALS_COLUMNS)}"
+
+
 def new_or_changed() -> str:
     """The condition that keeps a freshly computed row ``n`` for writing: no stored row ``m`` yet,
     or a compared value differs."""
-    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
-    differs = " OR ".join(f"n.{column} {distinct} m.{column}" for column in COMPARED_COLUMNS)
-    return f"m.customer_id IS NULL OR {differs}"
+    return f"m.customer_id IS NULL OR {_differs(COMPARED_COLUMNS)}"
 
 
 def write_changed(select_sql: str, params: dict[str, Any]) -> int:
