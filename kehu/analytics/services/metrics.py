@@ -63,7 +63,6 @@ from kehu.analytics.services.metrics_sql import (
 from kehu.analytics.services.metrics_workers import AggregateSummary, slice_bounds
 from kehu.analytics.services.metrics_write import (
     KEEP_TABLE,
-    LABEL_COLUMNS,
     analyze_temporary,
     mostly_empty,
     upsert,
@@ -492,26 +491,30 @@ def metrics_refresh_full(
                 # Quintiles of fewer than five values repeat cut points; scores stay within 1-5.
                 details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
             every_row = details["write"] == "all_rows"
-            if in_workers is not None:
-                in_workers.score(sql, scoring, as_of=as_of, params=params, changed_only=not every_row)
+            if in_workers is not None and every_row:
+                # Scored before the transaction: the workers write into the attached scratch files.
+                in_workers.score_all(sql, scoring, as_of=as_of, params=params)
+            elif in_workers is not None:
+                in_workers.detach()  # see WorkerRefresh.write_slice
             with transaction.atomic():
-                if in_workers is not None:
-                    in_workers.delete_gone()
-                    rows, row_params = in_workers.rows_sql(), {}
-                else:
+                if in_workers is None:
                     _delete_gone()
                     rows = rows_select(sql, scoring, as_of=as_of, source=AGG_TABLE, customer_filter="")
-                    row_params = params
-                if every_row:
-                    written = upsert_all(rows, row_params)
-                elif in_workers is not None:
-                    # The workers kept only the changed rows. Where only the labels moved, the
-                    # indexes on the totals (last purchase, net spend) are left alone.
-                    relabelled = upsert(in_workers.rows_sql("NOT totals_changed"), {}, updated=LABEL_COLUMNS)
-                    written = upsert(in_workers.rows_sql("totals_changed"), {}) + relabelled
-                    details["rows_relabelled"] = relabelled
+                    written = upsert_all(rows, params) if every_row else write_changed(rows, params)
+                elif every_row:
+                    in_workers.delete_gone()
+                    written = upsert_all(in_workers.rows_sql(), {})
                 else:
-                    written = write_changed(rows, row_params)
+                    # Each slice is written while the workers score the next ones; they kept only
+                    # the changed rows.
+                    written = relabelled = 0
+                    for scratch in in_workers.score(
+                        sql, scoring, as_of=as_of, params=params, changed_only=True
+                    ):
+                        slice_written, slice_relabelled = in_workers.write_slice(scratch)
+                        written += slice_written
+                        relabelled += slice_relabelled
+                    details["rows_relabelled"] = relabelled
                 details["rows_written"] = written
                 report("write")
                 details["seconds"] = timings

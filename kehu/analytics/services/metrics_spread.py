@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -37,10 +38,19 @@ from kehu.analytics.services.metrics_workers import (
     start_method,
     worker_pool,
 )
-from kehu.analytics.services.metrics_write import WRITTEN_COLUMNS, new_or_changed, totals_changed
+from kehu.analytics.services.metrics_write import (
+    LABEL_COLUMNS,
+    WRITTEN_COLUMNS,
+    delete_rows,
+    new_or_changed,
+    totals_changed,
+    upsert_rows,
+)
 
 # Worker processes at most (the machines this is built for have two cores).
 MAX_WORKERS: Final = 2
+# Scored rows read from a scratch file and written at a time.
+WRITE_BATCH: Final = 5_000
 
 
 class WorkerRefresh:
@@ -96,7 +106,10 @@ class WorkerRefresh:
 
     def score(
         self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any], changed_only: bool
-    ) -> int:
+    ) -> Iterator[Path]:
+        """Score the slices in the workers; yields each slice's scratch file, in order, once that
+        slice is scored (its rows to write in table ``rows``, the ids of rows to remove in
+        ``gone``)."""
         rows = sqlite_parameters(
             rows_select(sql, scoring, as_of=as_of, source="scratch.agg", customer_filter=" AND {where}")
         )
@@ -109,7 +122,35 @@ class WorkerRefresh:
             ScoreJob(self.database, self._scratch(index), bounds, rows, keep, totals_changed(), gone, params)
             for index, bounds in enumerate(self._slices())
         ]
-        return score_slices(self._pool(), jobs)
+        for index, _count in enumerate(score_slices(self._pool(), jobs)):
+            yield self._scratch(index)
+
+    def score_all(self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any]) -> None:
+        """Score every slice, keeping every row (the first refresh writes them all at once)."""
+        for _scratch in self.score(sql, scoring, as_of=as_of, params=params, changed_only=False):
+            pass
+
+    @staticmethod
+    def write_slice(scratch: Path) -> tuple[int, int]:
+        """Write one scored slice from its scratch file: inside the caller's transaction, with the
+        scratch files detached (SQLite's ``BEGIN IMMEDIATE`` would lock each attached file, and
+        the workers are still writing theirs). Returns the rows written and, of those, the rows
+        upserted with their labels only (where the purchase totals are as they were, the indexes
+        on last purchase and net spend are left alone)."""
+        written = relabelled = 0
+        source = sqlite3.connect(f"file:{scratch}?mode=ro", uri=True)
+        try:
+            gone = [int(customer_id) for (customer_id,) in source.execute("SELECT customer_id FROM gone")]
+            cursor = source.execute(f"SELECT {', '.join(WRITTEN_COLUMNS)}, totals_changed FROM rows")
+            while batch := cursor.fetchmany(WRITE_BATCH):
+                labels_only = [row[:-1] for row in batch if not row[-1]]
+                written += upsert_rows([row[:-1] for row in batch if row[-1]])
+                written += upsert_rows(labels_only, updated=LABEL_COLUMNS)
+                relabelled += len(labels_only)
+        finally:
+            source.close()
+        delete_rows(gone)
+        return written, relabelled
 
     @property
     def database(self) -> str:
@@ -132,12 +173,11 @@ class WorkerRefresh:
         """The attached slices' aggregates as one table expression."""
         return "(" + " UNION ALL ".join(f"SELECT * FROM {name}.agg" for name in self.attached) + ")"
 
-    def rows_sql(self, where: str = "1 = 1") -> str:
-        """The scored rows to write (every written column), those of them that meet ``where``
-        (over the written columns and ``totals_changed``)."""
+    def rows_sql(self) -> str:
+        """Every slice's scored rows (every written column), from the attached scratch files."""
         union = " UNION ALL ".join(f"SELECT * FROM {name}.rows" for name in self.attached)
-        # The WHERE also keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
-        return f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM ({union}) WHERE {where}"
+        # The WHERE keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
+        return f"SELECT {', '.join(WRITTEN_COLUMNS)} FROM ({union}) WHERE 1 = 1"
 
     def delete_gone(self) -> None:
         union = " UNION ALL ".join(f"SELECT customer_id FROM {name}.gone" for name in self.attached)

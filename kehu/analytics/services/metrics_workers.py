@@ -28,7 +28,7 @@ import multiprocessing
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,5 +201,7 @@ def aggregate_slices(pool: ProcessPoolExecutor, jobs: Sequence[AggregateJob]) ->
     return summary
 
 
-def score_slices(pool: ProcessPoolExecutor, jobs: Sequence[ScoreJob]) -> int:
-    return sum(pool.map(_score, jobs))
+def score_slices(pool: ProcessPoolExecutor, jobs: Sequence[ScoreJob]) -> Iterator[int]:
+    """Each job's count of rows to write, in the jobs' order, as soon as it and those before it
+    are done: the caller writes a slice while the workers score the next ones."""
+    yield from pool.map(_score, jobs)

@@ -5,6 +5,7 @@ rows whose values changed (every night after), and the columns each way writes a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from django.db import connection
@@ -13,6 +14,8 @@ from kehu.analytics.models import CustomerMetrics
 from kehu.analytics.services.metrics_sql import CUSTOMERS_TABLE, METRICS_TABLE, is_postgresql
 
 KEEP_TABLE: Final = "kehu_metrics_keep"
+# Ids per DELETE … IN (…): well under SQLite's limit of bound parameters.
+DELETE_BATCH: Final = 500
 # What the model fits wrote: carried over unchanged by every refresh.
 MODEL_COLUMNS: Final = (
     "expected_purchases_90",
@@ -52,18 +55,44 @@ COMPARED_COLUMNS: Final = tuple(
 )
 
 
+def _on_conflict(updated: tuple[str, ...]) -> str:
+    return "ON CONFLICT (customer_id) DO UPDATE SET " + ", ".join(
+        f"{column} = excluded.{column}" for column in updated
+    )
+
+
 def upsert(select_sql: str, params: dict[str, Any], *, updated: tuple[str, ...] = WRITTEN_COLUMNS[1:]) -> int:
     """Insert the rows of ``select_sql`` (every written column), or set ``updated`` where the
     customer has a row. SQLite leaves alone each index none of whose columns is set."""
-    columns = ", ".join(WRITTEN_COLUMNS)
-    updates = ", ".join(f"{column} = excluded.{column}" for column in updated)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({columns}) {select_sql} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
+            f"INSERT INTO {METRICS_TABLE} ({', '.join(WRITTEN_COLUMNS)}) {select_sql} {_on_conflict(updated)}",
             params,
         )
         return int(cursor.rowcount)
+
+
+def upsert_rows(rows: Sequence[Sequence[Any]], *, updated: tuple[str, ...] = WRITTEN_COLUMNS[1:]) -> int:
+    """:func:`upsert` for rows in hand (every written column, in order)."""
+    if not rows:
+        return 0
+    placeholders = ", ".join(["%s"] * len(WRITTEN_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {METRICS_TABLE} ({', '.join(WRITTEN_COLUMNS)}) VALUES ({placeholders}) "
+            f"{_on_conflict(updated)}",
+            rows,
+        )
+    return len(rows)
+
+
+def delete_rows(customer_ids: Sequence[int]) -> None:
+    with connection.cursor() as cursor:
+        for start in range(0, len(customer_ids), DELETE_BATCH):
+            batch = customer_ids[start : start + DELETE_BATCH]
+            cursor.execute(
+                f"DELETE FROM {METRICS_TABLE} WHERE customer_id IN ({', '.join(['%s'] * len(batch))})", batch
+            )
 
 
 def _differs(columns: tuple[str, ...]) -> str:
