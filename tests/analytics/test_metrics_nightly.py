@@ -19,7 +19,12 @@ from kehu.analytics.selectors_metrics import present_metrics
 from kehu.analytics.services import metrics
 from kehu.analytics.services.metrics import metrics_refresh_full
 from kehu.analytics.services.metrics_sql import recency_days
-from kehu.analytics.services.metrics_write import COMPARED_COLUMNS
+from kehu.analytics.services.metrics_write import (
+    COMPARED_COLUMNS,
+    WRITTEN_COLUMNS,
+    indexed_columns,
+    updated_columns,
+)
 from kehu.customers.models import Customer
 from tests.analytics.conftest import local_time
 
@@ -127,3 +132,20 @@ def test_the_aggregate_in_parallel_sessions_matches_one_session(
     assert run.customers == 7
     assert {customer.pk: values(row(customer)) for customer in customers} == parallel
     assert parallel[customers[0].pk][:2] == (2, 2)
+
+
+def test_an_update_sets_the_indexed_columns_only_where_they_changed() -> None:
+    indexed = indexed_columns()
+    # every indexed column the model declares and the refresh writes, and nothing else
+    declared = {field for index in CustomerMetrics._meta.indexes for field in index.fields}
+    assert set(indexed) == declared & set(WRITTEN_COLUMNS)
+    assert {"rfm_segment", "activity", "last_order_at"} <= set(indexed)
+    unindexed = [column for column in WRITTEN_COLUMNS[1:] if column not in indexed]
+    # a new row writes everything; a stored row whose indexed values all stayed sets none of them
+    assert updated_columns(-1) == WRITTEN_COLUMNS[1:]
+    assert list(updated_columns(0)) == unindexed
+    # each bit of the mask brings in its own column, in the written order
+    for bit, column in enumerate(indexed):
+        assert set(updated_columns(1 << bit)) == {*unindexed, column}
+    every = updated_columns((1 << len(indexed)) - 1)
+    assert every == WRITTEN_COLUMNS[1:]

@@ -507,14 +507,14 @@ def metrics_refresh_full(
                 else:
                     # Each slice is written while the workers score the next ones; they kept only
                     # the changed rows.
-                    written = relabelled = 0
+                    written = unindexed = 0
                     for scratch in in_workers.score(
                         sql, scoring, as_of=as_of, params=params, changed_only=True
                     ):
-                        slice_written, slice_relabelled = in_workers.write_slice(scratch)
+                        slice_written, slice_unindexed = in_workers.write_slice(scratch)
                         written += slice_written
-                        relabelled += slice_relabelled
-                    details["rows_relabelled"] = relabelled
+                        unindexed += slice_unindexed
+                    details["rows_without_index_change"] = unindexed
                 details["rows_written"] = written
                 report("write")
                 details["seconds"] = timings

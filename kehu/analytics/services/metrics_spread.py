@@ -6,6 +6,7 @@ scratch files attached to the caller's connection for the write."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import os
@@ -39,11 +40,11 @@ from kehu.analytics.services.metrics_workers import (
     worker_pool,
 )
 from kehu.analytics.services.metrics_write import (
-    LABEL_COLUMNS,
     WRITTEN_COLUMNS,
+    changed_indexed_columns,
     delete_rows,
     new_or_changed,
-    totals_changed,
+    updated_columns,
     upsert_rows,
 )
 
@@ -119,7 +120,16 @@ class WorkerRefresh:
             "WHERE {where} AND (c.id IS NULL OR c.deleted_at IS NOT NULL)"
         )
         jobs = [
-            ScoreJob(self.database, self._scratch(index), bounds, rows, keep, totals_changed(), gone, params)
+            ScoreJob(
+                self.database,
+                self._scratch(index),
+                bounds,
+                rows,
+                keep,
+                changed_indexed_columns(),
+                gone,
+                params,
+            )
             for index, bounds in enumerate(self._slices())
         ]
         for index, _count in enumerate(score_slices(self._pool(), jobs)):
@@ -134,23 +144,25 @@ class WorkerRefresh:
     def write_slice(scratch: Path) -> tuple[int, int]:
         """Write one scored slice from its scratch file: inside the caller's transaction, with the
         scratch files detached (SQLite's ``BEGIN IMMEDIATE`` would lock each attached file, and
-        the workers are still writing theirs). Returns the rows written and, of those, the rows
-        upserted with their labels only (where the purchase totals are as they were, the indexes
-        on last purchase and net spend are left alone)."""
-        written = relabelled = 0
+        the workers are still writing theirs). Each stored row is updated setting only those of
+        its indexed columns that changed (:func:`.metrics_write.updated_columns`). Returns the rows
+        written and, of those, the rows that changed no indexed column."""
+        written = unindexed = 0
         source = sqlite3.connect(f"file:{scratch}?mode=ro", uri=True)
         try:
             gone = [int(customer_id) for (customer_id,) in source.execute("SELECT customer_id FROM gone")]
-            cursor = source.execute(f"SELECT {', '.join(WRITTEN_COLUMNS)}, totals_changed FROM rows")
+            cursor = source.execute(f"SELECT {', '.join(WRITTEN_COLUMNS)}, changed_indexed FROM rows")
             while batch := cursor.fetchmany(WRITE_BATCH):
-                labels_only = [row[:-1] for row in batch if not row[-1]]
-                written += upsert_rows([row[:-1] for row in batch if row[-1]])
-                written += upsert_rows(labels_only, updated=LABEL_COLUMNS)
-                relabelled += len(labels_only)
+                by_change: dict[int, list[tuple[Any, ...]]] = collections.defaultdict(list)
+                for row in batch:
+                    by_change[int(row[-1])].append(row[:-1])
+                for changed, rows in by_change.items():
+                    written += upsert_rows(rows, updated=updated_columns(changed))
+                    unindexed += len(rows) if changed == 0 else 0
         finally:
             source.close()
         delete_rows(gone)
-        return written, relabelled
+        return written, unindexed
 
     @property
     def database(self) -> str:

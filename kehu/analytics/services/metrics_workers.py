@@ -12,8 +12,8 @@ database file of its own.
    points and the activity thresholds need: the buyers' recency, purchase days and net spend, and
    the repeat buyers' ids and order count.
 2. :func:`score_slices` — each slice's rows scored (the same ``rows_select`` SQL) and compared
-   with the stored rows; the rows to write go to ``scratch.rows`` (marked where the purchase
-   totals changed, not only the labels), the ids of stored rows whose
+   with the stored rows; the rows to write go to ``scratch.rows`` (each with a mask of its
+   indexed columns that changed), the ids of stored rows whose
    customer is deleted or gone to ``scratch.gone``. The caller attaches the scratch files and
    writes from them in its own transaction.
 
@@ -152,7 +152,7 @@ class ScoreJob:
     bounds: tuple[int, int]
     rows_sql: str  # every written column, ``{where}`` for the slice (on alias c), ``scratch.agg`` as source
     changed_only: str  # the WHERE that keeps a row (``1 = 1`` for all), over aliases n (new) and m (stored)
-    totals_changed: str  # whether a kept row is new or its purchase totals changed, over n and m
+    changed_indexed: str  # which indexed columns of a kept row changed (-1: a new row), over n and m
     gone_sql: str  # ids of stored rows whose customer is deleted or gone, ``{where}`` on alias m
     params: dict[str, Any]
 
@@ -164,11 +164,11 @@ def _score(job: ScoreJob) -> int:
         rows = job.rows_sql.replace("{where}", f"c.id >= {low} AND c.id < {high}")
         columns = db.execute(f"SELECT * FROM ({rows}) LIMIT 0", job.params).description
         db.execute(
-            f"CREATE TABLE scratch.rows ({', '.join(column[0] for column in columns)}, totals_changed)"
+            f"CREATE TABLE scratch.rows ({', '.join(column[0] for column in columns)}, changed_indexed)"
         )
         db.execute("CREATE TABLE scratch.gone (customer_id INTEGER PRIMARY KEY)")
         written = db.execute(
-            f"INSERT INTO scratch.rows SELECT n.*, ({job.totals_changed}) FROM ({rows}) n "
+            f"INSERT INTO scratch.rows SELECT n.*, ({job.changed_indexed}) FROM ({rows}) n "
             f"LEFT JOIN {METRICS_TABLE} m ON m.customer_id = n.customer_id "
             f"WHERE {job.changed_only}",
             job.params,

@@ -26,17 +26,15 @@ MODEL_COLUMNS: Final = (
     "churn_risk",
 )
 
-# The purchase totals: a night on which a customer bought nothing leaves them as they were.
-TOTALS_COLUMNS: Final = (
+# The columns a refresh writes; the model outputs are never in this list.
+WRITTEN_COLUMNS: Final = (
+    "customer_id",
     "orders_count",
     "purchase_days",
     "monetary_fen",
     "average_order_fen",
     "first_order_at",
     "last_order_at",
-)
-# What moves with the night's cut points, thresholds and date alone.
-LABEL_COLUMNS: Final = (
     "r_score",
     "f_score",
     "m_score",
@@ -47,8 +45,6 @@ LABEL_COLUMNS: Final = (
     "as_of",
     "refreshed_at",
 )
-# The columns a refresh writes; the model outputs are never in this list.
-WRITTEN_COLUMNS: Final = ("customer_id", *TOTALS_COLUMNS, *LABEL_COLUMNS)
 # What decides whether a row changed: everything written but the key and the stamps.
 COMPARED_COLUMNS: Final = tuple(
     column for column in WRITTEN_COLUMNS if column not in ("customer_id", "as_of", "refreshed_at")
@@ -100,9 +96,37 @@ def _differs(columns: tuple[str, ...]) -> str:
     return " OR ".join(f"n.{column} {distinct} m.{column}" for column in columns)
 
 
-def totals_changed() -> str:
-    """Over a fresh row ``n`` and the stored row ``m``: no stored row yet, or its totals differ."""
-    return f"m.customer_id IS NULL OR {_differs(TOTALS_COLUMNS)}"
+def indexed_columns() -> tuple[str, ...]:
+    """The written columns that some index of the metrics table holds (the key aside)."""
+    held = {field.lstrip("-") for index in CustomerMetrics._meta.indexes for field in index.fields}
+    return tuple(
+        column for column in WRITTEN_COLUMNS[1:] if column.removesuffix("_id") in held or column in held
+    )
+
+
+def changed_indexed_columns() -> str:
+    """Over a fresh row ``n`` and the stored row ``m``: -1 where there is no stored row yet, else a
+    bit mask of the :func:`indexed_columns` whose values differ (bit i for column i)."""
+    bits = " + ".join(
+        f"(CASE WHEN n.{column} IS NOT m.{column} THEN {1 << bit} ELSE 0 END)"
+        for bit, column in enumerate(indexed_columns())
+    )
+    return f"CASE WHEN m.customer_id IS NULL THEN -1 ELSE {bits} END"
+
+
+def updated_columns(changed_mask: int) -> tuple[str, ...]:
+    """What an update of a stored row sets, given :func:`changed_indexed_columns`: every written
+    column that no index holds, and the indexed ones that changed. SQLite leaves alone each index
+    none of whose columns is set, and an index entry rewritten with its own value still dirties
+    its page: on a night most changed rows only moved a score, with no index to touch."""
+    if changed_mask < 0:
+        return WRITTEN_COLUMNS[1:]
+    indexed = indexed_columns()
+    return tuple(
+        column
+        for column in WRITTEN_COLUMNS[1:]
+        if column not in indexed or changed_mask & (1 << indexed.index(column))
+    )
 
 
 def new_or_changed() -> str:
