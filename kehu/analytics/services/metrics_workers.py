@@ -181,16 +181,26 @@ def _score(job: ScoreJob) -> int:
 
 
 def start_method() -> str:
-    """How worker processes start: forked from this one, or afresh when other threads run here (a
-    job consumer's). A fork copies whatever lock another thread holds at that moment, SQLite's
-    own included, and the child could wait on it for ever. Started afresh, a worker imports this
-    module only, which is why it imports nothing of Django's."""
-    forkable = "fork" in multiprocessing.get_all_start_methods()
-    return "fork" if forkable and threading.active_count() == 1 else "spawn"
+    """How worker processes start: forked from this process while it runs a single thread; else
+    forked from multiprocessing's fork server. A fork beside other threads (a job consumer's)
+    would copy whatever lock one of them holds at that moment, SQLite's own included, and the
+    child could wait on it for ever. The fork server is started afresh once per process, runs a
+    single thread and has this module imported (which is why it imports nothing of Django's):
+    later refreshes in a long-lived process fork from it instead of starting new interpreters.
+    "spawn" where neither is available."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 def worker_pool(workers: int, method: str) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Takes effect when the server starts (the first pool); the workers then begin with numpy
+        # and this module already imported.
+        context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 def aggregate_slices(pool: ProcessPoolExecutor, jobs: Sequence[AggregateJob]) -> AggregateSummary:
