@@ -333,8 +333,8 @@ def _derive_thresholds(
 ) -> dict[str, Any]:
     """Gaps in days between consecutive purchase days of repeat buyers, and their percentiles.
 
-    The repeat buyers come from the aggregate ``table``; how many there are from it too, or from
-    ``repeat`` when worker processes aggregated."""
+    The repeat buyers come from the aggregate ``table``, or from ``repeat`` when worker processes
+    aggregated (they read them in the same scan as the measures)."""
     with connection.cursor() as cursor:
         if repeat is None:
             cursor.execute(
@@ -346,10 +346,14 @@ def _derive_thresholds(
         stride = max(1, math.ceil(repeat_orders / GAP_SAMPLE_ORDERS))
         # The sampled customers' ids are read first and their orders then looked up by the
         # customer index: joined instead, the planners scanned every order to find them.
-        cursor.execute(
-            f"SELECT customer_id FROM {table} a WHERE purchase_days >= 2 AND customer_id % {stride} = 0"
-        )
-        sampled = [int(customer_id) for (customer_id,) in cursor.fetchall()]
+        if repeat is None:
+            cursor.execute(
+                f"SELECT customer_id FROM {table} a WHERE purchase_days >= 2 AND customer_id % {stride} = 0"
+            )
+            sampled = [int(customer_id) for (customer_id,) in cursor.fetchall()]
+        else:
+            ids = repeat.repeat_buyer_ids
+            sampled = [int(customer_id) for customer_id in ids[ids % stride == 0]]
         day = sql.day("o.ordered_at")
         days = (
             f"SELECT DISTINCT o.customer_id, {day} AS day FROM {ORDERS_TABLE} o "
@@ -465,11 +469,7 @@ def metrics_refresh_full(
                 cut_points_of(summary.measures) if summary is not None else _buyer_cut_points()
             )
             report("cut_points")
-            if in_workers is not None:
-                in_workers.attach()
-                derived = _derive_thresholds(sql, cutoff, summary, in_workers.aggregate_table())
-            else:
-                derived = _derive_thresholds(sql, cutoff)
+            derived = _derive_thresholds(sql, cutoff, summary)
             thresholds = _thresholds(
                 derived.get("active_within_days"), derived.get("dormant_after_days"), preferences
             )
@@ -492,10 +492,10 @@ def metrics_refresh_full(
                 details["scores_note"] = "no_buyers" if buyers == 0 else "few_buyers"
             every_row = details["write"] == "all_rows"
             if in_workers is not None and every_row:
-                # Scored before the transaction: the workers write into the attached scratch files.
+                # Scored before the transaction, then attached for the one INSERT … SELECT: our
+                # BEGIN IMMEDIATE locks every attached file (see WorkerRefresh.write_slice).
                 in_workers.score_all(sql, scoring, as_of=as_of, params=params)
-            elif in_workers is not None:
-                in_workers.detach()  # see WorkerRefresh.write_slice
+                in_workers.attach()
             with transaction.atomic():
                 if in_workers is None:
                     _delete_gone()

@@ -142,11 +142,13 @@ class WorkerRefresh:
 
     @staticmethod
     def write_slice(scratch: Path) -> tuple[int, int]:
-        """Write one scored slice from its scratch file: inside the caller's transaction, with the
-        scratch files detached (SQLite's ``BEGIN IMMEDIATE`` would lock each attached file, and
-        the workers are still writing theirs). Each stored row is updated setting only those of
-        its indexed columns that changed (:func:`.metrics_write.updated_columns`). Returns the rows
-        written and, of those, the rows that changed no indexed column."""
+        """Write one scored slice from its scratch file, inside the caller's transaction, through a
+        connection of its own: SQLite's ``BEGIN IMMEDIATE`` (our transactions') would lock every
+        file attached to the caller's connection, and the workers are still writing theirs.
+
+        Each stored row is updated setting only those of its indexed columns that changed
+        (:func:`.metrics_write.updated_columns`). Returns the rows written and, of those, the
+        rows that changed no indexed column."""
         written = unindexed = 0
         source = sqlite3.connect(f"file:{scratch}?mode=ro", uri=True)
         try:
@@ -169,7 +171,8 @@ class WorkerRefresh:
         return str(connection.settings_dict["NAME"])
 
     def attach(self) -> None:
-        """Attach the scratch files to the caller's connection (SQLite refuses inside a transaction)."""
+        """Attach the scratch files to the caller's connection, once every slice is scored (SQLite
+        refuses inside a transaction): the first refresh writes them all in one statement."""
         with connection.cursor() as cursor:
             for index in range(len(self._slices())):
                 name = f"kehu_metrics_slice_{index}"
@@ -180,10 +183,6 @@ class WorkerRefresh:
         with connection.cursor() as cursor:
             while self.attached:
                 cursor.execute(f"DETACH DATABASE {self.attached.pop()}")
-
-    def aggregate_table(self) -> str:
-        """The attached slices' aggregates as one table expression."""
-        return "(" + " UNION ALL ".join(f"SELECT * FROM {name}.agg" for name in self.attached) + ")"
 
     def rows_sql(self) -> str:
         """Every slice's scored rows (every written column), from the attached scratch files."""

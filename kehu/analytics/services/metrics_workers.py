@@ -13,9 +13,9 @@ database file of its own.
    the repeat buyers' ids and order count.
 2. :func:`score_slices` — each slice's rows scored (the same ``rows_select`` SQL) and compared
    with the stored rows; the rows to write go to ``scratch.rows`` (each with a mask of its
-   indexed columns that changed), the ids of stored rows whose
-   customer is deleted or gone to ``scratch.gone``. The caller attaches the scratch files and
-   writes from them in its own transaction.
+   indexed columns that changed), the ids of stored rows whose customer is deleted or gone to
+   ``scratch.gone``. The caller writes from the scratch files in its own transaction, each slice
+   as soon as it is scored.
 
 The workers read the database as last committed, as the one-connection refresh reads it before
 its own write; they never write to it. They use no Django connection, only ``sqlite3``; the
@@ -66,11 +66,11 @@ def slice_bounds(low: int, high: int, count: int = SLICES) -> list[tuple[int, in
 
 @dataclass
 class AggregateSummary:
-    """What the main process needs from the aggregate: the measures to cut into quintiles, and how
-    many repeat buyers and orders there are to sample gaps from (the sample is drawn from the
-    attached scratch tables, :meth:`WorkerRefresh.aggregate_table`)."""
+    """What the main process needs from the aggregate: the measures to cut into quintiles, and the
+    repeat buyers (ids, how many, their orders) to sample the gaps between purchases from."""
 
     measures: Ints = field(default_factory=lambda: np.empty((0, 3), dtype=np.int64))
+    repeat_buyer_ids: Ints = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     clamped: int = 0
     repeat_buyers: int = 0
     repeat_orders: int = 0
@@ -78,6 +78,7 @@ class AggregateSummary:
     def merge(self, other: AggregateSummary) -> AggregateSummary:
         return AggregateSummary(
             measures=np.concatenate([self.measures, other.measures]),
+            repeat_buyer_ids=np.concatenate([self.repeat_buyer_ids, other.repeat_buyer_ids]),
             clamped=self.clamped + other.clamped,
             repeat_buyers=self.repeat_buyers + other.repeat_buyers,
             repeat_orders=self.repeat_orders + other.repeat_orders,
@@ -110,13 +111,15 @@ def _summary(db: sqlite3.Connection) -> AggregateSummary:
     """The slice's measures and counts from one scan of ``scratch.agg``. Each measure comes back
     as one text (a row at a time through the driver took several times as long) and is cut into
     quintiles on its own: the three columns need not line up."""
-    recency, days, spend, clamped, repeat_buyers, repeat_orders = db.execute(
+    recency, days, spend, repeaters, clamped, repeat_buyers, repeat_orders = db.execute(
         "SELECT group_concat(recency_days), group_concat(purchase_days), group_concat(max(monetary_fen, 0)), "
+        "group_concat(customer_id) FILTER (WHERE purchase_days >= 2), "
         "COUNT(*) FILTER (WHERE monetary_fen < 0), COUNT(*) FILTER (WHERE purchase_days >= 2), "
         "COALESCE(SUM(orders_count) FILTER (WHERE purchase_days >= 2), 0) FROM scratch.agg"
     ).fetchone()
     return AggregateSummary(
         measures=np.stack([_integers(recency), _integers(days), _integers(spend)], axis=1),
+        repeat_buyer_ids=_integers(repeaters),
         clamped=int(clamped),
         repeat_buyers=int(repeat_buyers),
         repeat_orders=int(repeat_orders),
