@@ -119,6 +119,9 @@ class WorkerRefresh:
             f"SELECT m.customer_id FROM {METRICS_TABLE} m LEFT JOIN {CUSTOMERS_TABLE} c ON c.id = m.customer_id "
             "WHERE {where} AND (c.id IS NULL OR c.deleted_at IS NOT NULL)"
         )
+        # Highest ids first: the newest customers' rows change most from night to night, and the
+        # slice written last, after every other is scored, should be a small one.
+        order = list(reversed(list(enumerate(self._slices()))))
         jobs = [
             ScoreJob(
                 self.database,
@@ -130,9 +133,9 @@ class WorkerRefresh:
                 gone,
                 params,
             )
-            for index, bounds in enumerate(self._slices())
+            for index, bounds in order
         ]
-        for index, _count in enumerate(score_slices(self._pool(), jobs)):
+        for (index, _bounds), _count in zip(order, score_slices(self._pool(), jobs), strict=True):
             yield self._scratch(index)
 
     def score_all(self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any]) -> None:
