@@ -57,19 +57,20 @@ def _on_conflict(updated: tuple[str, ...]) -> str:
     )
 
 
-def upsert(select_sql: str, params: dict[str, Any], *, updated: tuple[str, ...] = WRITTEN_COLUMNS[1:]) -> int:
-    """Insert the rows of ``select_sql`` (every written column), or set ``updated`` where the
-    customer has a row. SQLite leaves alone each index none of whose columns is set."""
+def upsert(select_sql: str, params: dict[str, Any]) -> int:
+    """Insert the rows of ``select_sql`` (every written column), or update the customer's row."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {METRICS_TABLE} ({', '.join(WRITTEN_COLUMNS)}) {select_sql} {_on_conflict(updated)}",
+            f"INSERT INTO {METRICS_TABLE} ({', '.join(WRITTEN_COLUMNS)}) {select_sql} "
+            f"{_on_conflict(WRITTEN_COLUMNS[1:])}",
             params,
         )
         return int(cursor.rowcount)
 
 
 def upsert_rows(rows: Sequence[Sequence[Any]], *, updated: tuple[str, ...] = WRITTEN_COLUMNS[1:]) -> int:
-    """:func:`upsert` for rows in hand (every written column, in order)."""
+    """:func:`upsert` for rows in hand (every written column, in order), setting ``updated`` where
+    the customer has a row: SQLite leaves alone each index none of whose columns is set."""
     if not rows:
         return 0
     placeholders = ", ".join(["%s"] * len(WRITTEN_COLUMNS))
