@@ -505,15 +505,7 @@ def metrics_refresh_full(
                     in_workers.delete_gone()
                     written = upsert_all(in_workers.rows_sql(), {})
                 else:
-                    # Each slice is written while the workers score the next ones; they kept only
-                    # the changed rows.
-                    written = unindexed = 0
-                    for scratch in in_workers.score(
-                        sql, scoring, as_of=as_of, params=params, changed_only=True
-                    ):
-                        slice_written, slice_unindexed = in_workers.write_slice(scratch)
-                        written += slice_written
-                        unindexed += slice_unindexed
+                    written, unindexed = in_workers.score_and_write(sql, scoring, as_of=as_of, params=params)
                     details["rows_without_index_change"] = unindexed
                 details["rows_written"] = written
                 report("write")

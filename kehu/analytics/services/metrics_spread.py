@@ -122,17 +122,9 @@ class WorkerRefresh:
         # Highest ids first: the newest customers' rows change most from night to night, and the
         # slice written last, after every other is scored, should be a small one.
         order = list(reversed(list(enumerate(self._slices()))))
+        changed = changed_indexed_columns()
         jobs = [
-            ScoreJob(
-                self.database,
-                self._scratch(index),
-                bounds,
-                rows,
-                keep,
-                changed_indexed_columns(),
-                gone,
-                params,
-            )
+            ScoreJob(self.database, self._scratch(index), bounds, rows, keep, changed, gone, params)
             for index, bounds in order
         ]
         for (index, _bounds), _count in zip(order, score_slices(self._pool(), jobs), strict=True):
@@ -142,6 +134,19 @@ class WorkerRefresh:
         """Score every slice, keeping every row (the first refresh writes them all at once)."""
         for _scratch in self.score(sql, scoring, as_of=as_of, params=params, changed_only=False):
             pass
+
+    def score_and_write(
+        self, sql: VendorSql, scoring: Scoring, *, as_of: dt.date, params: dict[str, Any]
+    ) -> tuple[int, int]:
+        """A night's write, inside the caller's transaction: each slice written (only its changed
+        rows) while the workers score the next ones. Returns the rows written and, of those, the
+        rows that changed no indexed column."""
+        written = unindexed = 0
+        for scratch in self.score(sql, scoring, as_of=as_of, params=params, changed_only=True):
+            slice_written, slice_unindexed = self.write_slice(scratch)
+            written += slice_written
+            unindexed += slice_unindexed
+        return written, unindexed
 
     @staticmethod
     def write_slice(scratch: Path) -> tuple[int, int]:

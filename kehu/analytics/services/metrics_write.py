@@ -92,24 +92,25 @@ def delete_rows(customer_ids: Sequence[int]) -> None:
             )
 
 
+def _distinct() -> str:
+    return "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
+
+
 def _differs(columns: tuple[str, ...]) -> str:
-    distinct = "IS DISTINCT FROM" if is_postgresql() else "IS NOT"
-    return " OR ".join(f"n.{column} {distinct} m.{column}" for column in columns)
+    return " OR ".join(f"n.{column} {_distinct()} m.{column}" for column in columns)
 
 
 def indexed_columns() -> tuple[str, ...]:
     """The written columns that some index of the metrics table holds (the key aside)."""
     held = {field.lstrip("-") for index in CustomerMetrics._meta.indexes for field in index.fields}
-    return tuple(
-        column for column in WRITTEN_COLUMNS[1:] if column.removesuffix("_id") in held or column in held
-    )
+    return tuple(column for column in WRITTEN_COLUMNS[1:] if column in held)
 
 
 def changed_indexed_columns() -> str:
     """Over a fresh row ``n`` and the stored row ``m``: -1 where there is no stored row yet, else a
     bit mask of the :func:`indexed_columns` whose values differ (bit i for column i)."""
     bits = " + ".join(
-        f"(CASE WHEN n.{column} IS NOT m.{column} THEN {1 << bit} ELSE 0 END)"
+        f"(CASE WHEN n.{column} {_distinct()} m.{column} THEN {1 << bit} ELSE 0 END)"
         for bit, column in enumerate(indexed_columns())
     )
     return f"CASE WHEN m.customer_id IS NULL THEN -1 ELSE {bits} END"
