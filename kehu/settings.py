@@ -290,6 +290,9 @@ TIER_WINDOW_DAYS = env_int("KEHU_TIER_WINDOW_DAYS", 365)
 # --- Data operations (imports, exports, duplicates, data quality) ---------------------------
 # An import commits this many rows per transaction (its resume checkpoint moves with each).
 IMPORT_BATCH_ROWS = env_int("KEHU_IMPORT_BATCH_ROWS", 5000)
+# A staged import (customers on SQLite: the rows wait in scratch files, not in memory) commits
+# bigger batches: each commit rewrites the indexes' hot pages, a third of the write at 5,000.
+IMPORT_STAGED_BATCH_ROWS = env_int("KEHU_IMPORT_STAGED_BATCH_ROWS", 20000)
 # Processes that validate and prepare rows during a big import (0: one per core, at most 4).
 IMPORT_WORKERS = env_int("KEHU_IMPORT_WORKERS", 0)
 # Exports up to this many rows download in the request; bigger ones run as a background job.

@@ -150,6 +150,26 @@ class _Table:
         # Table and column names come from the model, never from input.
         self.insert_sql = f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})"  # noqa: S608
         self.copy_sql = f"COPY {table} ({column_list}) FROM STDIN"
+        self._insert_head = f"INSERT INTO {table} ({column_list}) SELECT "  # noqa: S608
+        self._default_placeholders = "".join(", %s" for _default in rest)
+
+    def insert_select(
+        self,
+        cursor: Any,
+        computed_sql: str,
+        source_sql: str,
+        *,
+        computed_params: Sequence[Any] = (),
+        source_params: Sequence[Any] = (),
+    ) -> None:
+        """``INSERT … SELECT``: the computed columns as the select list ``computed_sql`` (in their
+        order), the model defaults for the rest, from ``source_sql`` (``FROM …``). The rows never
+        pass through Python: the write path of a staged import (kehu.dataops …customer_staging).
+        """
+        cursor.execute(
+            f"{self._insert_head}{computed_sql}{self._default_placeholders} {source_sql}",
+            [*computed_params, *self.defaults, *source_params],
+        )
 
     def write(self, cursor: Any, vendor: str, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -163,7 +183,7 @@ class _Table:
             cursor.executemany(self.insert_sql, [row + defaults for row in rows])
 
 
-_CUSTOMER_COLUMNS: Final = (
+CUSTOMER_COLUMNS: Final = (
     "id",
     "code",
     "name",
@@ -192,7 +212,7 @@ _CUSTOMER_COLUMNS: Final = (
     "updated_at",
     "created_by_id",
 )
-_PHONE_COLUMNS: Final = (
+PHONE_COLUMNS: Final = (
     "customer_id",
     "number",
     "number_index",
@@ -203,8 +223,8 @@ _PHONE_COLUMNS: Final = (
     "is_primary",
     "position",
 )
-_EMAIL_COLUMNS: Final = ("customer_id", "address", "address_index", "label", "is_primary", "position")
-_ADDRESS_COLUMNS: Final = (
+EMAIL_COLUMNS: Final = ("customer_id", "address", "address_index", "label", "is_primary", "position")
+ADDRESS_COLUMNS: Final = (
     "customer_id",
     "label",
     "province",
@@ -215,8 +235,8 @@ _ADDRESS_COLUMNS: Final = (
     "is_primary",
     "position",
 )
-_TAG_COLUMNS: Final = ("customer_id", "tag_id")
-_EVENT_COLUMNS: Final = ("customer_id", "occurred_at", "kind", "actor_id", "channel", "data")
+TAG_COLUMNS: Final = ("customer_id", "tag_id")
+EVENT_COLUMNS: Final = ("customer_id", "occurred_at", "kind", "actor_id", "channel", "data")
 
 
 def _context(model: type[models.Model], name: str) -> str:
@@ -380,15 +400,15 @@ class CustomerBulkWriter:
         self.preparer = CustomerBatchPreparer(
             vendor=self.vendor, creation_event_channel=creation_event_channel
         )
-        self.customers = _Table(Customer, _CUSTOMER_COLUMNS, using=using)
-        self.phones = _Table(CustomerPhone, _PHONE_COLUMNS, using=using)
-        self.emails = _Table(CustomerEmail, _EMAIL_COLUMNS, using=using)
-        self.addresses = _Table(CustomerAddress, _ADDRESS_COLUMNS, using=using)
-        self.tag_links = _Table(CustomerTag, _TAG_COLUMNS, using=using)
-        self.events = _Table(CustomerEvent, _EVENT_COLUMNS, using=using)
+        self.customers = _Table(Customer, CUSTOMER_COLUMNS, using=using)
+        self.phones = _Table(CustomerPhone, PHONE_COLUMNS, using=using)
+        self.emails = _Table(CustomerEmail, EMAIL_COLUMNS, using=using)
+        self.addresses = _Table(CustomerAddress, ADDRESS_COLUMNS, using=using)
+        self.tag_links = _Table(CustomerTag, TAG_COLUMNS, using=using)
+        self.events = _Table(CustomerEvent, EVENT_COLUMNS, using=using)
         self._tag_ids: dict[str, int] = {}
 
-    def _tag_ids_for(self, names: set[str]) -> dict[str, int]:
+    def tag_ids_for(self, names: set[str]) -> dict[str, int]:
         """Ids of the tags named, creating missing ones inside the caller's transaction."""
         missing = names - self._tag_ids.keys()
         found = dict(self._tag_ids)
@@ -399,7 +419,7 @@ class CustomerBulkWriter:
             found.update(Tag.objects.using(self.using).filter(name__in=missing).values_list("name", "id"))
         return found
 
-    def _reserve_customer_ids(self, cursor: Any, count: int) -> Sequence[int]:
+    def reserve_customer_ids(self, cursor: Any, count: int) -> Sequence[int]:
         """``count`` primary keys no other writer can take, for this batch's customers.
 
         Child rows need their customer's id before anything is written, and reading ids back
@@ -465,9 +485,9 @@ class CustomerBulkWriter:
             connection.wrap_database_errors,
         ):
             numbers = reserve_numbers(CODE_SEQUENCE, count)
-            ids = self._reserve_customer_ids(cursor, count)
+            ids = self.reserve_customer_ids(cursor, count)
             codes = [format_code(number) for number in numbers]
-            tag_ids = self._tag_ids_for({name for _offset, name in batch.tag_links})
+            tag_ids = self.tag_ids_for({name for _offset, name in batch.tag_links})
             # The search index's insert trigger would index row by row, several times slower
             # than one statement per batch (SQLite; nothing to do on PostgreSQL).
             with deferred_search_indexing(using=self.using):

@@ -101,6 +101,7 @@ def scratch(tmp_path: Path) -> Iterator[dict[str, str]]:
         connection.vendor,
         f"kehu_import_kill_{os.getpid()}",
         KEHU_IMPORT_BATCH_ROWS="500",
+        KEHU_IMPORT_STAGED_BATCH_ROWS="500",
     ) as environment:
         yield environment
 

@@ -30,7 +30,8 @@ from kehu.dataops.services.importing.base import UndoRefused
 from kehu.dataops.services.importing.pipeline import import_run
 from tests.dataops import files
 
-pytestmark = pytest.mark.django_db
+# Transactional: outside a transaction, SQLite imports take the staged path (pipeline._stages).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 HEADERS = ["姓名", "性别", "手机号", "邮箱", "身份证号", "生日", "城市", "地址", "标签", "备注"]
 GOOD = [

@@ -10,8 +10,8 @@ the job's match mode (``customer_updates``). New customers go through ``Customer
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 from django.db import connection
 from django.utils.translation import gettext as _
@@ -122,6 +122,8 @@ def _created_by_job(job_id: int, customer_ids: set[int]) -> dict[int, int]:
     return rows
 
 
+RowT = TypeVar("RowT")
+
 _WHAT: Final = {"phone": "phones", "email": "emails", "id_number": "id_number"}
 
 
@@ -133,21 +135,27 @@ def write_customers(rows: list[tuple[int, Any]], context: ImportContext) -> Batc
     if context.match_mode == MatchMode.CREATE:
         creating = wrapped
     else:
-        _sort_rows(wrapped, context, outcome, creating)
+        row_indexes = [(number, value, _indexes(value)) for number, value in wrapped]
+        sort_rows(row_indexes, context, outcome, creating, lambda value: value)
     if creating and not context.dry_run:
         _create(creating, context)
     outcome.created += len(creating)
     return outcome
 
 
-def _sort_rows(
-    rows: list[tuple[int, ValidatedCustomer]],
+def sort_rows(
+    row_indexes: Sequence[tuple[int, RowT, list[tuple[str, str]]]],
     context: ImportContext,
     outcome: BatchOutcome,
-    creating: list[tuple[int, ValidatedCustomer]],
+    creating: list[tuple[int, RowT]],
+    value_of: Callable[[RowT], ValidatedCustomer],
 ) -> None:
-    """Split a batch into rows to create, to update and to skip; refuse in-file duplicates."""
-    row_indexes = [(number, value, _indexes(value)) for number, value in rows]
+    """Split a batch into rows to create, to update and to skip; refuse in-file duplicates.
+
+    ``row_indexes`` holds ``(row number, row, its (kind, blind index) keys)`` in file order; a
+    row is the validated value itself or a handle to it (a staged import's slot) that
+    ``value_of`` turns into the value when the row updates a customer.
+    """
     wanted: dict[str, set[str]] = {"phone": set(), "email": set(), "id_number": set()}
     for _number, _value, indexes in row_indexes:
         for kind, index in indexes:
@@ -215,7 +223,7 @@ def _sort_rows(
                 % {"codes": ", ".join(codes)},
             )
             continue
-        result = customer_updates.update_customer(matched[0], number, value, context)
+        result = customer_updates.update_customer(matched[0], number, value_of(value), context)
         if result is None:
             outcome.skipped += 1
         else:

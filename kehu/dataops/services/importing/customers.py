@@ -17,7 +17,8 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from django.db import connection
 from django.utils import timezone
@@ -53,7 +54,7 @@ from kehu.customers.validation import (
     clean_custom_value,
     clean_text,
 )
-from kehu.dataops.models import ImportKind
+from kehu.dataops.models import ImportKind, MatchMode
 from kehu.dataops.services.importing import customer_updates
 from kehu.dataops.services.importing.base import (
     BatchOutcome,
@@ -64,6 +65,9 @@ from kehu.dataops.services.importing.base import (
 )
 from kehu.dataops.services.importing.fields import CUSTOM_FIELD_PREFIX, custom_target_fields, customer_fields
 from kehu.dataops.services.values import parse_bool, parse_date
+
+if TYPE_CHECKING:
+    from kehu.dataops.services.importing.customer_staging import CustomerStage
 
 _PHONE_SPLIT: Final = re.compile(r"[,;/|，；、\n]+")
 _EMAIL_SPLIT: Final = re.compile(r"[,;|，；、\s]+")
@@ -104,6 +108,8 @@ class CustomerState:
     # The local date when the run started: birthdays after it are refused. Read once, since
     # timezone.localdate() costs more than the rest of a date check.
     today: dt.date = field(default_factory=timezone.localdate)
+    # Matched rows update customers (fill empty / overwrite): a staged row keeps its values.
+    keep_values: bool = False
 
 
 class ValidatedCustomer(NamedTuple):
@@ -223,6 +229,7 @@ class CustomerHandler:
             default_source=Source.IMPORT.value,
             sources=_choice_lookup(Source),
             statuses=_choice_lookup(Status),
+            keep_values=context.match_mode in (MatchMode.FILL_EMPTY, MatchMode.OVERWRITE),
         )
 
     def validate(self, values: dict[str, str], state: Any) -> tuple[Any, list[CellError]]:
@@ -233,6 +240,18 @@ class CustomerHandler:
         from kehu.dataops.services.importing.customer_writes import write_customers
 
         return write_customers(rows, context)
+
+    def stage(self, state: Any, path: Path) -> CustomerStage:
+        """In a worker: the scratch file a chunk's valid rows go to (SQLite, kehu…customer_staging)."""
+        from kehu.dataops.services.importing.customer_staging import CustomerStage
+
+        assert isinstance(state, CustomerState)  # noqa: S101 -- prepare_context's own value
+        return CustomerStage(path, keep_values=state.keep_values)
+
+    def write_staged(self, stage: str, context: ImportContext) -> BatchOutcome:
+        from kehu.dataops.services.importing.customer_staging import write_staged
+
+        return write_staged(stage, context)
 
     def undo(self, context: ImportContext) -> int:
         return customer_updates.undo_customers(context)

@@ -9,6 +9,11 @@ runner of the same job).
 Workers are forked processes running the handler's pure ``validate`` on chunks of raw rows; the
 main process reads the file and writes. A bounded window of chunks in flight keeps memory flat:
 ``Pool.imap`` would read the whole file ahead into its task queue.
+
+A handler with ``stage`` and ``write_staged`` (customers) is *staged* on SQLite: the worker
+writes its chunk's prepared rows into a scratch SQLite file and returns only the failed rows;
+the main process attaches the file and the handler copies the rows with ``INSERT … SELECT``.
+Rows no longer cross the pipe, and the single writer does little but the database's own work.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import shutil
 import socket
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -39,6 +45,11 @@ from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_
 SMALL_IMPORT_ROWS: Final = 10_000
 # A job whose runner has not written a heartbeat for this long is taken to be dead.
 STALE_AFTER_SECONDS: Final = 120
+# A staging worker validates and stages its chunk in slices of this many rows: its memory
+# holds one slice's objects, not the chunk's.
+STAGE_SLICE_ROWS: Final = 2000
+# The schema name a staged chunk's scratch file is attached under.
+STAGE_SCHEMA: Final = "kehu_stage"
 # Rows kept per column in the summary's examples.
 ERROR_EXAMPLES: Final = 3
 # Error texts are cut to the column's length.
@@ -91,6 +102,15 @@ RawRow = tuple[int, list[str], str, str]
 Checked = tuple[int, Any, list[tuple[str, str]]]
 
 
+@dataclass(frozen=True)
+class StagedChunk:
+    """A chunk a worker validated and staged: its valid rows wait in the scratch file ``path``."""
+
+    rows: int
+    failed: list[Checked]
+    path: str
+
+
 def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
     """Target key → the header(s) of the column(s) mapped to it, for error messages."""
     names: dict[str, list[str]] = {}
@@ -131,6 +151,25 @@ def _check_chunk(chunk: list[RawRow]) -> list[Checked]:
     return checked
 
 
+def _stage_chunk(chunk: list[RawRow], path: str) -> StagedChunk:
+    """Validate a chunk and write its valid rows to the scratch file ``path`` (in a worker)."""
+    handler: Any = _WORKER["handler"]
+    failed: list[Checked] = []
+    stage = handler.stage(_WORKER["state"], Path(path))
+    try:
+        for start in range(0, len(chunk), STAGE_SLICE_ROWS):
+            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS])
+            stage.add([(number, value) for number, value, errors in checked if not errors])
+            failed.extend(row for row in checked if row[2])
+    finally:
+        stage.close()
+    return StagedChunk(rows=len(chunk), failed=failed, path=path)
+
+
+def _stage_chunk_packed(chunk: list[RawRow], path: str) -> bytes:
+    return pickle.dumps(_stage_chunk(chunk, path), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 # --- main process ---------------------------------------------------------------------------------
 def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[RawRow]]:
     chunk: list[RawRow] = []
@@ -143,11 +182,24 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[RawRow]]:
         yield chunk
 
 
-def _checked_batches(chunks: Iterator[list[RawRow]], workers: int) -> Iterator[list[Checked]]:
-    """Validated chunks in file order, from ``workers`` forked processes (0: in this process)."""
+def _stage_path(stage_dir: Path, chunk: list[RawRow]) -> str:
+    return str(stage_dir / f"rows-{chunk[0][0]}.sqlite3")
+
+
+def _checked_batches(
+    chunks: Iterator[list[RawRow]], workers: int, stage_dir: Path | None = None
+) -> Iterator[list[Checked] | StagedChunk]:
+    """Validated chunks in file order, from ``workers`` forked processes (0: in this process).
+
+    With ``stage_dir``, each chunk is staged in a scratch file there (:class:`StagedChunk`).
+    """
     if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
         for chunk in chunks:
-            yield _check_chunk(chunk)
+            yield (
+                _check_chunk(chunk)
+                if stage_dir is None
+                else _stage_chunk(chunk, _stage_path(stage_dir, chunk))
+            )
         return
     context = multiprocessing.get_context("fork")
     window = workers * 2
@@ -159,7 +211,12 @@ def _checked_batches(chunks: Iterator[list[RawRow]], workers: int) -> Iterator[l
                 chunk = next(chunks, None)
                 if chunk is None:
                     return
-                pending.append(pool.apply_async(_check_chunk_packed, (chunk,)))
+                if stage_dir is None:
+                    pending.append(pool.apply_async(_check_chunk_packed, (chunk,)))
+                else:
+                    pending.append(
+                        pool.apply_async(_stage_chunk_packed, (chunk, _stage_path(stage_dir, chunk)))
+                    )
 
         fill()
         while pending:
@@ -253,6 +310,7 @@ def import_run(
     job = _claim(job, dry_run=dry_run)
     actor = job.created_by
     language = job.options.get("language") or settings.LANGUAGE_CODE
+    stage_dir: Path | None = None
     with translation.override(language):
         try:
             path = stored_file(job)
@@ -271,12 +329,15 @@ def import_run(
                 columns=_column_headers(list(info.headers), job.mapping),
             )
             session = getattr(handler, "session", None)
+            stage_dir = _stage_dir(job) if _stages(handler, context) else None
             with session(context) if session else contextlib.nullcontext():
                 rows = iter_rows(path, info, skip=job.rows_processed)
-                size = batch_rows or settings.IMPORT_BATCH_ROWS
+                size = batch_rows or (
+                    settings.IMPORT_STAGED_BATCH_ROWS if stage_dir else settings.IMPORT_BATCH_ROWS
+                )
                 if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
                     workers = 0
-                for checked in _checked_batches(_chunks(rows, size), _worker_count(workers)):
+                for checked in _checked_batches(_chunks(rows, size), _worker_count(workers), stage_dir):
                     _write_batch(job, handler, context, checked)
                     if on_progress is not None:
                         on_progress(job)
@@ -288,6 +349,8 @@ def import_run(
             raise
         finally:
             _WORKER.clear()
+            if stage_dir is not None:
+                shutil.rmtree(stage_dir, ignore_errors=True)
         job.status = ImportStatus.CHECKED if dry_run else ImportStatus.DONE
         job.finished_at = timezone.now()
         with transaction.atomic():
@@ -310,6 +373,29 @@ def import_run(
     return job
 
 
+def _stages(handler: RowHandler, context: ImportContext) -> bool:
+    """Whether this run stages its rows in scratch files (see the module docstring).
+
+    SQLite only (PostgreSQL's COPY is already the database's own fast path); not in a dry run,
+    which writes nothing; not inside an open transaction (a caller's, or a test's): a scratch
+    file can be detached only when no transaction holds it.
+    """
+    return (
+        context.vendor == "sqlite"
+        and not context.dry_run
+        and hasattr(handler, "write_staged")
+        and not connection.in_atomic_block
+    )
+
+
+def _stage_dir(job: ImportJob) -> Path:
+    """An empty folder for this run's scratch files (a killed run's leftovers are removed)."""
+    folder = Path(settings.DATA_DIR) / "tmp" / f"import-{job.pk}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def _worker_count(workers: int | None) -> int:
     if workers is not None:
         return workers
@@ -326,8 +412,43 @@ def _fail(job: ImportJob, error: BaseException) -> None:
         )
 
 
-def _write_batch(job: ImportJob, handler: RowHandler, context: ImportContext, checked: list[Checked]) -> None:
-    """One transaction: the handler's writes, the row errors and the checkpoint."""
+@contextlib.contextmanager
+def _attached(staged: StagedChunk) -> Iterator[None]:
+    """The chunk's scratch file attached as ``STAGE_SCHEMA`` (outside any transaction), then gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ATTACH DATABASE %s AS {STAGE_SCHEMA}", [staged.path])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DETACH DATABASE {STAGE_SCHEMA}")
+        Path(staged.path).unlink(missing_ok=True)
+
+
+def _write_batch(
+    job: ImportJob, handler: RowHandler, context: ImportContext, checked: list[Checked] | StagedChunk
+) -> None:
+    if isinstance(checked, StagedChunk):
+        with _attached(checked):
+            _write_batch_rows(job, handler, context, checked.failed, checked.rows, staged=True)
+    else:
+        _write_batch_rows(job, handler, context, checked, len(checked), staged=False)
+
+
+def _write_batch_rows(
+    job: ImportJob,
+    handler: RowHandler,
+    context: ImportContext,
+    checked: list[Checked],
+    row_count: int,
+    *,
+    staged: bool,
+) -> None:
+    """One transaction: the handler's writes, the row errors and the checkpoint.
+
+    ``checked`` holds the batch's rows, or, when ``staged``, only its failed rows (the valid
+    ones wait in the attached scratch file); ``row_count`` counts them all.
+    """
     valid = [(number, value) for number, value, errors in checked if not errors]
     errors_by_row: dict[int, list[tuple[str, str]]] = {
         number: errors for number, _v, errors in checked if errors
@@ -336,7 +457,13 @@ def _write_batch(job: ImportJob, handler: RowHandler, context: ImportContext, ch
     processed_before = job.rows_processed
     with transaction.atomic():
         outcome = None
-        if valid:
+        if staged:
+            outcome = handler.write_staged(STAGE_SCHEMA, context)  # type: ignore[attr-defined]
+            for number, cell_errors in outcome.errors.items():
+                errors_by_row.setdefault(number, []).extend(
+                    (columns.get(error.column_key, ""), error.reason) for error in cell_errors
+                )
+        elif valid:
             if context.dry_run:
                 # Whatever a handler writes in a dry run is undone; only its outcome counts.
                 savepoint = transaction.savepoint()
@@ -362,7 +489,7 @@ def _write_batch(job: ImportJob, handler: RowHandler, context: ImportContext, ch
             summary[column or "—"] = summary.get(column or "—", 0) + 1
         now = timezone.now()
         updates = {
-            "rows_processed": processed_before + len(checked),
+            "rows_processed": processed_before + row_count,
             "rows_created": job.rows_created + (outcome.created if outcome else 0),
             "rows_updated": job.rows_updated + (outcome.updated if outcome else 0),
             "rows_skipped": job.rows_skipped + (outcome.skipped if outcome else 0),

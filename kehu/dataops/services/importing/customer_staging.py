@@ -1,0 +1,281 @@
+"""Staged customer imports on SQLite: the workers write the prepared rows, the database copies them.
+
+A worker process that has validated a chunk writes its prepared rows (ciphertexts, blind indexes,
+pinyin: everything ``CustomerBatchPreparer`` computes) into a scratch SQLite file of its own.
+The main process attaches that file and writes the batch with one ``INSERT … SELECT`` per table:
+the rows never come back through a pipe or through Python. Measured on a 300,000-row file,
+the main process's cost per row fell from about 140 µs (unpickling, matching in Python,
+``executemany``) to about a quarter of that, and the main process is the import's bottleneck
+because SQLite has one writer.
+
+Matching keeps its rules (``customer_writes._sort_rows``) but runs on the rows that need it:
+SQL picks the rows sharing a phone, email or ID number index with a live customer or with
+another row of the batch; only those rows' keys are read into Python. The rest are created.
+
+The scratch file's tables mirror the bulk writer's column lists; ``slot`` is the row's position in
+the chunk and takes the place of the customer id until ids are reserved.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from django.db import connection
+
+from kehu.core.sequences import reserve_numbers
+from kehu.customers.bulk import (
+    ADDRESS_COLUMNS,
+    CUSTOMER_COLUMNS,
+    EMAIL_COLUMNS,
+    EVENT_COLUMNS,
+    PHONE_COLUMNS,
+)
+from kehu.customers.models import (
+    CODE_DIGITS,
+    CODE_PREFIX,
+    CODE_SEQUENCE,
+    Customer,
+    CustomerEmail,
+    CustomerPhone,
+)
+from kehu.customers.search import deferred_search_indexing
+from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
+from kehu.dataops.services.importing.base import BatchOutcome, ImportContext
+from kehu.dataops.services.importing.customer_writes import WRITE_SECONDS, sort_rows, writer_for
+from kehu.dataops.services.importing.customers import ValidatedCustomer
+
+# The customer columns the preparer computes (the id and code come from the main process).
+_PREPARED_CUSTOMER: Final = CUSTOMER_COLUMNS[2:]
+_CHILD_TABLES: Final = (
+    ("phone", PHONE_COLUMNS[1:]),
+    ("email", EMAIL_COLUMNS[1:]),
+    ("address", ADDRESS_COLUMNS[1:]),
+    ("event", EVENT_COLUMNS[1:]),
+)
+
+
+def _quoted(columns: Sequence[str], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{column}"' for column in columns)
+
+
+# --- worker side ----------------------------------------------------------------------------------
+class CustomerStage:
+    """Appends validated rows to one scratch file; a worker's, for one chunk.
+
+    The file is a scratch copy that is rebuilt if lost: no journal, no syncs.
+    """
+
+    def __init__(self, path: Path, *, keep_values: bool) -> None:
+        self.keep_values = keep_values
+        self.next_slot = 0
+        path.unlink(missing_ok=True)
+        self.database = sqlite3.connect(path, isolation_level=None)
+        self.database.execute("PRAGMA journal_mode = OFF")
+        self.database.execute("PRAGMA synchronous = OFF")
+        self.database.execute(
+            "CREATE TABLE customer (slot INTEGER PRIMARY KEY, row_number INTEGER NOT NULL, "
+            f"kept_value BLOB, skip INTEGER NOT NULL DEFAULT 0, {_quoted(_PREPARED_CUSTOMER)})"
+        )
+        for table, columns in _CHILD_TABLES:
+            self.database.execute(f"CREATE TABLE {table} (slot INTEGER NOT NULL, {_quoted(columns)})")
+        self.database.execute("CREATE TABLE tag (slot INTEGER NOT NULL, name TEXT NOT NULL)")
+        self.database.execute("BEGIN")
+        width = len(_PREPARED_CUSTOMER) + 4
+        self._customer_sql = f"INSERT INTO customer VALUES ({', '.join(['?'] * width)})"  # noqa: S608 -- constant names
+        self._child_sql = {
+            table: f"INSERT INTO {table} VALUES ({', '.join(['?'] * (len(columns) + 1))})"  # noqa: S608 -- constant names
+            for table, columns in _CHILD_TABLES
+        }
+
+    def add(self, rows: Sequence[tuple[int, Any]]) -> None:
+        """Stage ``(row number, validated value)`` pairs (``validate_customer``'s values)."""
+        customers: list[tuple[Any, ...]] = []
+        children: dict[str, list[tuple[Any, ...]]] = {table: [] for table, _columns in _CHILD_TABLES}
+        phones, emails, addresses, events = (
+            children[name] for name in ("phone", "email", "address", "event")
+        )
+        tags: list[tuple[int, str]] = []
+        keep_values = self.keep_values
+        slot = self.next_slot
+        for number, value in rows:
+            row = ValidatedCustomer._make(value)
+            kept = pickle.dumps(tuple(row), protocol=pickle.HIGHEST_PROTOCOL) if keep_values else None
+            customers.append((slot, number, kept, 0, *row.customer))
+            # The contacts' tuples start with offset 0: the slot replaces it.
+            phones.extend((slot, *phone[1:]) for phone in row.phones)
+            emails.extend((slot, *email[1:]) for email in row.emails)
+            addresses.extend((slot, *address[1:]) for address in row.addresses)
+            tags.extend((slot, name) for name in dict.fromkeys(row.tags))
+            if row.event is not None:
+                events.append((slot, *row.event[1:]))
+            slot += 1
+        self.next_slot = slot
+        self.database.executemany(self._customer_sql, customers)
+        for table, staged in children.items():
+            if staged:
+                self.database.executemany(self._child_sql[table], staged)
+        if tags:
+            self.database.executemany("INSERT INTO tag VALUES (?, ?)", tags)
+
+    def close(self) -> None:
+        self.database.execute("COMMIT")
+        self.database.close()
+
+
+# --- main process ---------------------------------------------------------------------------------
+def _involved_sql(stage: str) -> str:
+    """Slots sharing a phone, email or ID number index with a live customer or another staged row."""
+    customer = Customer._meta.db_table
+    phone = CustomerPhone._meta.db_table
+    email = CustomerEmail._meta.db_table
+    parts = []
+    for table, column, live in (
+        (
+            "phone",
+            "number_index",
+            f"{phone} p JOIN {customer} c ON c.id = p.customer_id WHERE p.number_index",
+        ),
+        (
+            "email",
+            "address_index",
+            f"{email} p JOIN {customer} c ON c.id = p.customer_id WHERE p.address_index",
+        ),
+    ):
+        parts.append(
+            f"SELECT slot FROM {stage}.{table} WHERE {column} IN "  # noqa: S608 -- constant names
+            f"(SELECT {column} FROM {stage}.{table} GROUP BY {column} HAVING count(DISTINCT slot) > 1)"
+        )
+        parts.append(
+            f"SELECT s.slot FROM {stage}.{table} s WHERE EXISTS "  # noqa: S608 -- constant names
+            f"(SELECT 1 FROM {live} = s.{column} AND c.deleted_at IS NULL)"
+        )
+    parts.append(
+        f"SELECT slot FROM {stage}.customer WHERE id_number_index != '' AND id_number_index IN "  # noqa: S608 -- constant names
+        f"(SELECT id_number_index FROM {stage}.customer WHERE id_number_index != '' "
+        "GROUP BY id_number_index HAVING count(*) > 1)"
+    )
+    parts.append(
+        f"SELECT s.slot FROM {stage}.customer s WHERE s.id_number_index != '' AND EXISTS "  # noqa: S608 -- constant names
+        f"(SELECT 1 FROM {customer} c WHERE c.id_number_index = s.id_number_index AND c.deleted_at IS NULL)"
+    )
+    return " UNION ".join(parts)
+
+
+def _involved_rows(cursor: Any, stage: str) -> list[tuple[int, int, list[tuple[str, str]]]]:
+    """``(row number, slot, [(kind, index)…])`` of the rows matching needs to look at, in file order.
+
+    The keys come in the order ``customer_writes._indexes`` gives them: phones, emails, ID number.
+    """
+    cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staged_involved (slot INTEGER PRIMARY KEY)")
+    cursor.execute("DELETE FROM staged_involved")
+    cursor.execute(f"INSERT INTO staged_involved {_involved_sql(stage)}")  # noqa: S608 -- constant names
+    cursor.execute(
+        f"SELECT c.slot, c.row_number, c.id_number_index FROM {stage}.customer c "  # noqa: S608 -- constant names
+        "JOIN staged_involved i ON i.slot = c.slot ORDER BY c.slot"
+    )
+    customers = cursor.fetchall()
+    if not customers:
+        return []
+    keys: dict[int, list[tuple[str, str]]] = {slot: [] for slot, _number, _id_index in customers}
+    for kind, table, column in (("phone", "phone", "number_index"), ("email", "email", "address_index")):
+        cursor.execute(
+            f"SELECT s.slot, s.{column} FROM {stage}.{table} s "  # noqa: S608 -- constant names
+            'JOIN staged_involved i ON i.slot = s.slot ORDER BY s.slot, s."position"'
+        )
+        for slot, index in cursor.fetchall():
+            keys[slot].append((kind, index))
+    rows = []
+    for slot, number, id_index in customers:
+        if id_index:
+            keys[slot].append(("id_number", id_index))
+        rows.append((number, slot, keys[slot]))
+    return rows
+
+
+def write_staged(stage: str, context: ImportContext) -> BatchOutcome:
+    """Inside the batch's transaction: match the staged rows, then create the rest in bulk."""
+    outcome = BatchOutcome()
+    with connection.cursor() as cursor:
+        if context.match_mode != MatchMode.CREATE:
+            involved = _involved_rows(cursor, stage)
+            if involved:
+
+                def staged_value(slot: int) -> ValidatedCustomer:
+                    cursor.execute(f"SELECT kept_value FROM {stage}.customer WHERE slot = %s", [slot])  # noqa: S608
+                    (kept,) = cursor.fetchone()
+                    # Our own worker's bytes in our own scratch file, never input.
+                    return ValidatedCustomer._make(pickle.loads(kept))  # noqa: S301
+
+                creating: list[tuple[int, int]] = []
+                sort_rows(involved, context, outcome, creating, staged_value)
+                created = {slot for _number, slot in creating}
+                skipped = [(slot,) for _number, slot, _keys in involved if slot not in created]
+                cursor.executemany(f"UPDATE {stage}.customer SET skip = 1 WHERE slot = %s", skipped)  # noqa: S608
+        cursor.execute(f"SELECT count(*) FROM {stage}.customer WHERE skip = 0")  # noqa: S608
+        (count,) = cursor.fetchone()
+        if count:
+            started = time.monotonic()
+            _create(cursor, stage, count, context)
+            WRITE_SECONDS[0] += time.monotonic() - started
+        outcome.created += count
+    return outcome
+
+
+def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> None:
+    writer = writer_for(context)
+    numbers = reserve_numbers(CODE_SEQUENCE, count)
+    ids = writer.reserve_customer_ids(cursor, count)
+    # Reserved ids and numbers are consecutive ranges: the n-th created row gets the n-th of each.
+    first_id, first_number = int(ids[0]), int(numbers[0])
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS {stage}.created (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
+    )
+    cursor.execute(
+        f"INSERT INTO {stage}.created SELECT slot, row_number() OVER (ORDER BY slot) - 1 "  # noqa: S608
+        f"FROM {stage}.customer WHERE skip = 0"
+    )
+    cursor.execute(f"SELECT DISTINCT t.name FROM {stage}.tag t JOIN {stage}.created k ON k.slot = t.slot")  # noqa: S608
+    tag_ids = writer.tag_ids_for({name for (name,) in cursor.fetchall()})
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {stage}.tag_id (name TEXT PRIMARY KEY, id INTEGER NOT NULL)")
+    cursor.executemany(f"INSERT INTO {stage}.tag_id VALUES (%s, %s)", list(tag_ids.items()))  # noqa: S608
+    created = f"FROM {stage}.created k JOIN {stage}.{{table}} s ON s.slot = k.slot"
+    customer_id = "%s + k.seq"
+    writer_tables = {
+        "phone": writer.phones,
+        "email": writer.emails,
+        "address": writer.addresses,
+        "event": writer.events,
+    }
+    with deferred_search_indexing():
+        writer.customers.insert_select(
+            cursor,
+            f"{customer_id}, printf(%s, %s + k.seq), {_quoted(_PREPARED_CUSTOMER, 's')}",
+            created.format(table="customer") + " ORDER BY k.slot",
+            computed_params=[first_id, f"{CODE_PREFIX}%0{CODE_DIGITS}d", first_number],
+        )
+        for table, columns in _CHILD_TABLES:
+            writer_tables[table].insert_select(
+                cursor,
+                f"{customer_id}, {_quoted(columns, 's')}",
+                created.format(table=table),
+                computed_params=[first_id],
+            )
+        writer.tag_links.insert_select(
+            cursor,
+            f"{customer_id}, g.id",
+            created.format(table="tag") + f" JOIN {stage}.tag_id g ON g.name = s.name",
+            computed_params=[first_id],
+        )
+    if not context.dry_run:
+        cursor.execute(
+            f"INSERT INTO {ImportedRecord._meta.db_table} "  # noqa: S608 -- model table name
+            "(job_id, row_number, model, object_id, action, version_after, before) "
+            f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
+            [context.job.pk, first_id, RecordAction.CREATED.value],
+        )
