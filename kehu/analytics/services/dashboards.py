@@ -69,7 +69,8 @@ def _local_day(column: str) -> str:
         if not _ZONE_NAME.match(zone):  # inlined into SQL: only a plain zone name may pass
             raise ValueError(f"unexpected time zone name {zone!r}")
         return f"(({column}) AT TIME ZONE '{zone}')::date"
-    return f"date({column}, '{local_offset_seconds():+d} seconds')"
+    # Without the fraction: SQLite rounds it to milliseconds, and 23:59:59.9996 to the next day.
+    return f"date(substr({column}, 1, 19), '{local_offset_seconds():+d} seconds')"
 
 
 def _month_index(day: str) -> str:

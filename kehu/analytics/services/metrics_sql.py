@@ -137,6 +137,12 @@ def _clock(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _whole_seconds(column: str) -> str:
+    """The stored text without its fraction: SQLite's date functions round the fraction to
+    milliseconds, so that 23:59:59.9996 would count as the next second, and the next day."""
+    return f"substr({column}, 1, 19)"
+
+
 def sqlite_day(column: str, intervals: list[tuple[dt.datetime, int]]) -> str:
     """SQLite text 'YYYY-MM-DD' of the local day of a stored UTC datetime column."""
     if len(intervals) == 1:
@@ -148,17 +154,17 @@ def sqlite_day(column: str, intervals: list[tuple[dt.datetime, int]]) -> str:
         if shift > 0:
             return (
                 f"(CASE WHEN substr({column}, 12, 8) < '{_clock(86400 - shift)}' THEN substr({column}, 1, 10) "
-                f"ELSE date({column}, '+{shift} seconds') END)"
+                f"ELSE date({_whole_seconds(column)}, '+{shift} seconds') END)"
             )
         return (
             f"(CASE WHEN substr({column}, 12, 8) >= '{_clock(-shift)}' THEN substr({column}, 1, 10) "
-            f"ELSE date({column}, '{shift} seconds') END)"
+            f"ELSE date({_whole_seconds(column)}, '{shift} seconds') END)"
         )
     branches = " ".join(
         f"WHEN {column} < '{until.strftime('%Y-%m-%d %H:%M:%S')}' THEN '{shift:+d} seconds'"
         for (_since, shift), (until, _next) in zip(intervals, intervals[1:], strict=False)
     )
-    return f"date({column}, CASE {branches} ELSE '{intervals[-1][1]:+d} seconds' END)"
+    return f"date({_whole_seconds(column)}, CASE {branches} ELSE '{intervals[-1][1]:+d} seconds' END)"
 
 
 def sqlite_day_number(column: str, shift: int) -> str:
@@ -166,13 +172,30 @@ def sqlite_day_number(column: str, shift: int) -> str:
     1970-01-01, for a zone whose offset is ``shift`` seconds throughout: one C function and
     integer arithmetic per order, where the day as text took two string functions and, as text,
     a slower distinct count."""
-    return f"((unixepoch({column}) + {int(shift)}) / 86400)"
+    return f"((unixepoch({_whole_seconds(column)}) + {int(shift)}) / 86400)"
 
 
 # unixepoch() came with SQLite 3.38; older libraries compute the day as text.
 SQLITE_HAS_UNIXEPOCH: Final = sqlite3.sqlite_version_info >= (3, 38, 0)
 
 EPOCH: Final = dt.date(1970, 1, 1)
+
+
+# SQLite: commerce_order's virtual column of the order time in whole microseconds since 1970, and
+# the index that stores it (migration commerce 0004). A refresh uses them when they are there.
+ORDER_MICROSECONDS_COLUMN: Final = "ordered_us"
+ORDER_MICROSECONDS_INDEX: Final = "order_customer_time_us_idx"
+
+
+def sqlite_has_order_microseconds() -> bool:
+    """Whether the index of order times in microseconds exists (a table rebuilt by a later
+    migration would have lost it; see the migration's docstring)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = %s AND tbl_name = %s",
+            [ORDER_MICROSECONDS_INDEX, ORDERS_TABLE],
+        )
+        return cursor.fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -184,6 +207,9 @@ class VendorSql:
     day: Callable[[str], str]
     days_between: Callable[[str, str], str]  # whole days from day expression a to day expression b
     day_of: Callable[[dt.date], str]  # a calendar day as a literal of the same kind as ``day``'s
+    # SQLite with the order-time index and one UTC offset throughout: that offset in seconds; the
+    # aggregate then reads order times as integers from the index (:func:`aggregate_select`).
+    microseconds_shift: int | None = None
 
     @classmethod
     def build(cls, *, start: dt.datetime, end: dt.datetime) -> VendorSql:
@@ -202,6 +228,7 @@ class VendorSql:
                 day=lambda column: sqlite_day_number(column, shift),
                 days_between=lambda first, second: f"(({second}) - ({first}))",
                 day_of=lambda day: str((day - EPOCH).days),
+                microseconds_shift=shift if sqlite_has_order_microseconds() else None,
             )
         return cls(
             day=lambda column: sqlite_day(column, intervals),
@@ -233,9 +260,49 @@ def counted_orders_where(alias: str = "") -> str:
     )
 
 
+def _microseconds_as_text(value: str) -> str:
+    """SQLite: microseconds since 1970 as the text Django stores a datetime as (UTC,
+    "YYYY-MM-DD HH:MM:SS", then ".ffffff" when there is a fraction). No ``%`` operator: the
+    text goes through parameter formatting."""
+    fraction = f"({value} - {value} / 1000000 * 1000000)"
+    return (
+        f"(datetime({value} / 1000000, 'unixepoch') || "
+        f"CASE WHEN {fraction} > 0 THEN '.' || substr(1000000 + {fraction}, 2) ELSE '' END)"
+    )
+
+
+def _aggregate_select_microseconds(sql: VendorSql, as_of: dt.date, customer_filter: str, shift: int) -> str:
+    """:func:`aggregate_select` reading each order's time as an integer from the order-time index
+    (SQLite, one UTC offset): no datetime text parsed or compared per order, only the first and
+    last time per customer turned back into text."""
+    since_epoch = cutoff_after(as_of).astimezone(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    cutoff_us = since_epoch // dt.timedelta(microseconds=1)
+    where = (
+        f"+{ORDER_MICROSECONDS_COLUMN} < {int(cutoff_us)} AND (refunded_fen = 0 OR refunded_fen < total_fen)"
+    )
+    if customer_filter:
+        where = f"{customer_filter} AND {where}"
+    day = f"(({ORDER_MICROSECONDS_COLUMN} / 1000000 + {int(shift)}) / 86400)"
+    last_day = f"((last_us / 1000000 + {int(shift)}) / 86400)"
+    # INDEXED BY: SQLite's planner does not count an indexed virtual column as covered and would
+    # pick the customer foreign-key index, reading every order's table row.
+    return (
+        "SELECT customer_id, orders_count, purchase_days, monetary_fen, "
+        f"{_microseconds_as_text('first_us')} AS first_order_at, "
+        f"{_microseconds_as_text('last_us')} AS last_order_at, "
+        f"{sql.days_between(last_day, sql.day_of(as_of))} AS recency_days FROM ("
+        f"SELECT customer_id, COUNT(*) AS orders_count, COUNT(DISTINCT {day}) AS purchase_days, "
+        "SUM(total_fen - refunded_fen) AS monetary_fen, "
+        f"MIN({ORDER_MICROSECONDS_COLUMN}) AS first_us, MAX({ORDER_MICROSECONDS_COLUMN}) AS last_us "
+        f"FROM {ORDERS_TABLE} INDEXED BY {ORDER_MICROSECONDS_INDEX} WHERE {where} GROUP BY customer_id)"
+    )
+
+
 def aggregate_select(sql: VendorSql, as_of: dt.date, customer_filter: str = "") -> str:
     """Per customer: counted orders, distinct local purchase days, net spend, first and last
     purchase, and the days from the last purchase day to ``as_of`` (computed once per customer)."""
+    if sql.microseconds_shift is not None:
+        return _aggregate_select_microseconds(sql, as_of, customer_filter, sql.microseconds_shift)
     where = counted_orders_where()
     if customer_filter:
         where = f"{customer_filter} AND {where}"
