@@ -72,7 +72,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     job = ImportJob(kind="customers", headers=list(info.headers))
     context = ImportContext(job=job, actor=None, match_mode="create", options={}, vendor=connection.vendor)
     mapping = auto_map(list(info.headers), handler.target_fields())
-    pipeline._WORKER.update(
+    setup = pipeline.RunSetup(
         handler=handler,
         state=handler.prepare_context(context),
         mapping=sorted((int(index), key) for index, key in mapping.items()),
@@ -85,7 +85,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     size = settings.IMPORT_STAGED_BATCH_ROWS if connection.vendor == "sqlite" else settings.IMPORT_BATCH_ROWS
     chunks = pipeline._chunks(iter_rows(path, info), size)
     with writer.large_page_cache():
-        for checked in pipeline._checked_batches(chunks, pipeline._worker_count(workers)):
+        for checked in pipeline._checked_batches(chunks, pipeline._worker_count(workers), setup):
             batch = PreparedBatch([], [], [], [], [], [])
             for offset, (_number, value, _errors) in enumerate(checked):
                 row = ValidatedCustomer._make(value)

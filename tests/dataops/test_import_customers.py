@@ -366,6 +366,35 @@ def test_workers_in_forked_processes_give_the_same_result(tmp_path: Path) -> Non
     assert Customer.objects.count() == 120
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_two_runs_in_one_process_keep_their_own_mapping(tmp_path: Path, workers: int) -> None:
+    # Another import runs to its end between two batches of this one, in the same process (as
+    # two job-consumer threads may): each keeps its own columns, validation state and headers.
+    first_rows = [[name, phone, "", "", "", ""] for name, phone, *_rest in files.customer_rows(30)]
+    first_path = files.write_csv(tmp_path, "a.csv", [files.HEADERS, *first_rows])
+    first = jobs.import_create(actor=None, kind="customers", source=first_path, file_name="a.csv")
+    # The other file has its columns the other way round: phone first, then the name.
+    other_rows = [
+        ["手机", "姓名"],
+        *([phone, name] for name, phone, *_rest in files.customer_rows(5, start=100)),
+    ]
+    other_path = files.write_csv(tmp_path, "b.csv", [*other_rows, ["13", "无效手机"]])
+    other = jobs.import_create(actor=None, kind="customers", source=other_path, file_name="b.csv")
+    finished: list[ImportJob] = []
+
+    def run_the_other_once(_job: ImportJob) -> None:
+        if not finished:
+            finished.append(import_run(job=other, workers=workers))
+
+    first = import_run(job=first, workers=workers, batch_rows=10, on_progress=run_the_other_once)
+
+    assert (first.rows_created, first.rows_failed) == (30, 0)
+    assert (finished[0].rows_created, finished[0].rows_failed) == (5, 1)
+    assert errors_of(finished[0])[0][:2] == (7, "手机")
+    names = set(Customer.objects.values_list("name", flat=True))
+    assert {row[0] for row in first_rows} | {row[1] for row in other_rows[1:]} == names
+
+
 def test_mapping_templates_are_saved_and_applied(tmp_path: Path) -> None:
     path = write(
         tmp_path,

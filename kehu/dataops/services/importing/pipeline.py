@@ -94,12 +94,30 @@ def stored_file(job: ImportJob) -> Path:
 
 
 # --- worker side ----------------------------------------------------------------------------------
-# Set in the main process before the pool forks; the workers read their copy.
-_WORKER: dict[str, Any] = {}
-
 RawRow = tuple[int, list[str], str, str]
 # (row number, validated value or None, [(column header, reason)])
 Checked = tuple[int, Any, list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What validating a row needs, fixed for a run: handed to the run's own worker processes
+    when they start and passed along in this process, never kept in a module global that two
+    imports running in one process (the job consumer's threads) would share."""
+
+    handler: Any
+    state: Any
+    mapping: list[tuple[int, str]]
+    # Target key → the header(s) mapped to it, for error messages.
+    columns: dict[str, str]
+
+
+# A worker process's run, set by the pool's initializer.
+_WORKER_SETUP: list[RunSetup] = []
+
+
+def _start_worker(setup: RunSetup) -> None:
+    _WORKER_SETUP[:] = [setup]
 
 
 @dataclass(frozen=True)
@@ -121,12 +139,12 @@ def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, st
     return {key: " / ".join(columns) for key, columns in names.items()}
 
 
-def _check_chunk(chunk: list[RawRow]) -> list[Checked]:
+def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
     """Map and validate raw rows (in a worker, or in the main process without workers)."""
-    handler: RowHandler = _WORKER["handler"]
-    state = _WORKER["state"]
-    mapping: list[tuple[int, str]] = _WORKER["mapping"]
-    columns: dict[str, str] = _WORKER["columns"]
+    handler: RowHandler = setup.handler
+    state = setup.state
+    mapping = setup.mapping
+    columns = setup.columns
     checked: list[Checked] = []
     for number, cells, problem, problem_column in chunk:
         if problem:
@@ -151,14 +169,13 @@ def _check_chunk(chunk: list[RawRow]) -> list[Checked]:
     return checked
 
 
-def _stage_chunk(chunk: list[RawRow], path: str) -> StagedChunk:
+def _stage_chunk(chunk: list[RawRow], path: str, setup: RunSetup) -> StagedChunk:
     """Validate a chunk and write its valid rows to the scratch file ``path`` (in a worker)."""
-    handler: Any = _WORKER["handler"]
     failed: list[Checked] = []
-    stage = handler.stage(_WORKER["state"], Path(path))
+    stage = setup.handler.stage(setup.state, Path(path))
     try:
         for start in range(0, len(chunk), STAGE_SLICE_ROWS):
-            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS])
+            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS], setup)
             stage.add([(number, value) for number, value, errors in checked if not errors])
             failed.extend(row for row in checked if row[2])
     finally:
@@ -169,7 +186,7 @@ def _stage_chunk(chunk: list[RawRow], path: str) -> StagedChunk:
 def _stage_chunk_packed(packed_chunk: bytes, path: str) -> bytes:
     """:func:`_stage_chunk` on a chunk the main process pickled (see :func:`_checked_batches`)."""
     chunk = pickle.loads(packed_chunk)  # noqa: S301 -- the main process's own bytes, never input
-    return pickle.dumps(_stage_chunk(chunk, path), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(_stage_chunk(chunk, path, _WORKER_SETUP[0]), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # --- main process ---------------------------------------------------------------------------------
@@ -189,7 +206,7 @@ def _stage_path(stage_dir: Path, chunk: list[RawRow]) -> str:
 
 
 def _checked_batches(
-    chunks: Iterator[list[RawRow]], workers: int, stage_dir: Path | None = None
+    chunks: Iterator[list[RawRow]], workers: int, setup: RunSetup, stage_dir: Path | None = None
 ) -> Iterator[list[Checked] | StagedChunk]:
     """Validated chunks in file order, from ``workers`` forked processes (0: in this process).
 
@@ -198,14 +215,15 @@ def _checked_batches(
     if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
         for chunk in chunks:
             yield (
-                _check_chunk(chunk)
+                _check_chunk(chunk, setup)
                 if stage_dir is None
-                else _stage_chunk(chunk, _stage_path(stage_dir, chunk))
+                else _stage_chunk(chunk, _stage_path(stage_dir, chunk), setup)
             )
         return
     context = multiprocessing.get_context("fork")
     window = workers * 2
-    with context.Pool(processes=workers) as pool:
+    # Forked: the workers start with the setup in their memory, nothing pickled.
+    with context.Pool(processes=workers, initializer=_start_worker, initargs=(setup,)) as pool:
         pending: deque[Any] = deque()
 
         def fill() -> None:
@@ -238,7 +256,7 @@ def _check_chunk_packed(chunk: list[RawRow]) -> bytes:
     that the main process's memory grows with the file. One bytes object per chunk waits
     instead, and is unpickled just before its batch is written.
     """
-    return pickle.dumps(_check_chunk(chunk), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(_check_chunk(chunk, _WORKER_SETUP[0]), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _runner_alive(job: ImportJob) -> bool:
@@ -326,11 +344,10 @@ def import_run(
             context = ImportContext(
                 job=job, actor=actor, match_mode=job.match_mode, options=dict(job.options), dry_run=dry_run
             )
-            mapping = sorted((int(index), key) for index, key in job.mapping.items() if key)
-            _WORKER.update(
+            setup = RunSetup(
                 handler=handler,
                 state=handler.prepare_context(context),
-                mapping=mapping,
+                mapping=sorted((int(index), key) for index, key in job.mapping.items() if key),
                 columns=_column_headers(list(info.headers), job.mapping),
             )
             session = getattr(handler, "session", None)
@@ -342,8 +359,9 @@ def import_run(
                 )
                 if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
                     workers = 0
-                for checked in _checked_batches(_chunks(rows, size), _worker_count(workers), stage_dir):
-                    _write_batch(job, handler, context, checked)
+                batches = _checked_batches(_chunks(rows, size), _worker_count(workers), setup, stage_dir)
+                for checked in batches:
+                    _write_batch(job, context, setup, checked)
                     if on_progress is not None:
                         on_progress(job)
                 finish = getattr(handler, "finish", None)
@@ -353,7 +371,6 @@ def import_run(
             _fail(job, error)
             raise
         finally:
-            _WORKER.clear()
             if stage_dir is not None:
                 shutil.rmtree(stage_dir, ignore_errors=True)
         job.status = ImportStatus.CHECKED if dry_run else ImportStatus.DONE
@@ -431,19 +448,19 @@ def _attached(staged: StagedChunk) -> Iterator[None]:
 
 
 def _write_batch(
-    job: ImportJob, handler: RowHandler, context: ImportContext, checked: list[Checked] | StagedChunk
+    job: ImportJob, context: ImportContext, setup: RunSetup, checked: list[Checked] | StagedChunk
 ) -> None:
     if isinstance(checked, StagedChunk):
         with _attached(checked):
-            _write_batch_rows(job, handler, context, checked.failed, checked.rows, staged=True)
+            _write_batch_rows(job, context, setup, checked.failed, checked.rows, staged=True)
     else:
-        _write_batch_rows(job, handler, context, checked, len(checked), staged=False)
+        _write_batch_rows(job, context, setup, checked, len(checked), staged=False)
 
 
 def _write_batch_rows(
     job: ImportJob,
-    handler: RowHandler,
     context: ImportContext,
+    setup: RunSetup,
     checked: list[Checked],
     row_count: int,
     *,
@@ -458,12 +475,13 @@ def _write_batch_rows(
     errors_by_row: dict[int, list[tuple[str, str]]] = {
         number: errors for number, _v, errors in checked if errors
     }
-    columns: dict[str, str] = _WORKER["columns"]
+    handler: Any = setup.handler
+    columns = setup.columns
     processed_before = job.rows_processed
     with transaction.atomic():
         outcome = None
         if staged:
-            outcome = handler.write_staged(STAGE_SCHEMA, context)  # type: ignore[attr-defined]
+            outcome = handler.write_staged(STAGE_SCHEMA, context)
             for number, cell_errors in outcome.errors.items():
                 errors_by_row.setdefault(number, []).extend(
                     (columns.get(error.column_key, ""), error.reason) for error in cell_errors
