@@ -462,3 +462,33 @@ def test_a_finished_import_cannot_run_again(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="finished"):
         import_run(job=job, workers=0)
     assert Customer.objects.count() == 3
+
+
+def test_postgresql_statistics_follow_a_growing_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner must not match the later batches against its picture of the empty tables.
+    from django.db import connection
+
+    from kehu.customers import bulk
+    from kehu.dataops.services.importing import customer_writes
+
+    analysed_at: list[int] = []
+    real_refresh = customer_writes._ImportWriter.refresh_statistics
+
+    def counted(writer: Any, inserted: int) -> None:
+        analysed_at.append(inserted)
+        real_refresh(writer, inserted)
+
+    monkeypatch.setattr(customer_writes._ImportWriter, "refresh_statistics", counted)
+    monkeypatch.setattr(customer_writes._ImportWriter, "statistics_due_at", 20)
+    # So that the refreshes really ANALYZE (below it they return at once).
+    monkeypatch.setattr(bulk, "STATISTICS_REFRESH_ROWS", 20)
+    path = files.write_csv(tmp_path, "grow.csv", [files.HEADERS, *files.customer_rows(90)])
+    job = jobs.import_create(actor=None, kind="customers", source=path, file_name="grow.csv")
+
+    job = import_run(job=job, workers=0, batch_rows=10)
+
+    assert job.rows_created == 90
+    during_the_run = analysed_at[:-1]  # the last call is the end of the run's own (finish)
+    assert during_the_run == ([20, 40, 80] if connection.vendor == "postgresql" else [])

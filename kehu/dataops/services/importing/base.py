@@ -198,11 +198,19 @@ def record_imported(context: ImportContext, records: Sequence[RecordRow]) -> Non
         )
         for record in records
     ]
+    columns = "(job_id, row_number, model, object_id, action, version_after, before)"
+    if connection.vendor == "postgresql":
+        # COPY: executemany sends a statement per row, a tenth of the batch's time at 5,000 rows.
+        with (
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.copy(f"COPY {table} {columns} FROM STDIN") as copy,
+        ):
+            for row in params:
+                copy.write_row(row)
+        return
     placeholders = ", ".join(["%s"] * 7)
-    sql = (
-        f"INSERT INTO {table} (job_id, row_number, model, object_id, action, version_after, before) "  # noqa: S608 - table name from model meta
-        f"VALUES ({placeholders})"
-    )
+    sql = f"INSERT INTO {table} {columns} VALUES ({placeholders})"  # noqa: S608 - table name from model meta
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 

@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from kehu.customers.bulk import CustomerBulkWriter, PreparedBatch
+from kehu.customers.bulk import STATISTICS_REFRESH_ROWS, CustomerBulkWriter, PreparedBatch
 from kehu.customers.models import Customer, CustomerEmail, CustomerPhone
 from kehu.customers.selectors import customers_visible_to
 from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
@@ -43,6 +43,19 @@ class _ImportWriter(CustomerBulkWriter):
     """The bulk writer, keeping the ids it gave the last batch (for ``ImportedRecord`` rows)."""
 
     last_ids: Sequence[int] = ()
+    created: int = 0
+    statistics_due_at: int = STATISTICS_REFRESH_ROWS
+
+    def note_created(self, count: int) -> None:
+        """PostgreSQL: refresh the customer tables' statistics each time this run has doubled
+        what it had created at the last refresh. A big import into small tables otherwise runs
+        on the planner's picture of the tables as they were: matching a batch against a million
+        phones by hash joins over whole tables instead of index lookups (measured: a
+        1,000,000-row import slowed from 5,000 to 2,500 rows/s)."""
+        self.created += count
+        if self.vendor == "postgresql" and self.created >= self.statistics_due_at:
+            self.refresh_statistics(self.created)
+            self.statistics_due_at = self.created * 2
 
     def write_prepared(self, batch: PreparedBatch) -> list[str]:
         started = time.monotonic()
@@ -267,6 +280,7 @@ def _create(creating: list[tuple[int, ValidatedCustomer]], context: ImportContex
             events.append((offset, *value.event[1:]))
     writer = writer_for(context)
     writer.write_prepared(batch)
+    writer.note_created(len(creating))
     ids = writer.last_ids
     record_imported(
         context,
