@@ -272,10 +272,10 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> None
             created.format(table="tag") + f" JOIN {stage}.tag_id g ON g.name = s.name",
             computed_params=[first_id],
         )
-    if not context.dry_run:
-        cursor.execute(
-            f"INSERT INTO {ImportedRecord._meta.db_table} "  # noqa: S608 -- model table name
-            "(job_id, row_number, model, object_id, action, version_after, before) "
-            f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
-            [context.job.pk, first_id, RecordAction.CREATED.value],
-        )
+    # A dry run is never staged (pipeline._stages): the records are always written.
+    cursor.execute(
+        f"INSERT INTO {ImportedRecord._meta.db_table} "  # noqa: S608 -- model table name
+        "(job_id, row_number, model, object_id, action, version_after, before) "
+        f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
+        [context.job.pk, first_id, RecordAction.CREATED.value],
+    )
