@@ -293,6 +293,10 @@ IMPORT_BATCH_ROWS = env_int("KEHU_IMPORT_BATCH_ROWS", 5000)
 # A staged import (customers on SQLite: the rows wait in scratch files, not in memory) commits
 # bigger batches: each commit rewrites the indexes' hot pages, a third of the write at 5,000.
 IMPORT_STAGED_BATCH_ROWS = env_int("KEHU_IMPORT_STAGED_BATCH_ROWS", 20000)
+# A staged SQLite import of at least this many rows that also at least doubles the customer
+# table drops the random-key lookup indexes and builds them at the end
+# (kehu/dataops/services/importing/deferred_indexes.py).
+IMPORT_DEFER_INDEXES_MIN_ROWS = env_int("KEHU_IMPORT_DEFER_INDEXES_MIN_ROWS", 100_000)
 # Processes that validate and prepare rows during a big import (0: one per core, at most 4).
 IMPORT_WORKERS = env_int("KEHU_IMPORT_WORKERS", 0)
 # Exports up to this many rows download in the request; bigger ones run as a background job.

@@ -96,6 +96,8 @@ class ImportContext:
     # connection.vendor: "sqlite" or "postgresql" — chooses executemany or COPY.
     vendor: str = field(default_factory=lambda: connection.vendor)
     dry_run: bool = False
+    # Whether the rows come through scratch files (pipeline._stages): set before the session.
+    staged: bool = False
     # Per-run state a handler keeps between batches (lookups, numbers seen in the file).
     cache: dict[str, Any] = field(default_factory=dict)
 

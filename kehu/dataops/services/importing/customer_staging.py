@@ -48,6 +48,7 @@ from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
 from kehu.dataops.services.importing.base import BatchOutcome, ImportContext
 from kehu.dataops.services.importing.customer_writes import WRITE_SECONDS, sort_rows, writer_for
 from kehu.dataops.services.importing.customers import ValidatedCustomer
+from kehu.dataops.services.importing.deferred_indexes import MatchKeys
 
 # The customer columns the preparer computes (the id and code come from the main process).
 _PREPARED_CUSTOMER: Final = CUSTOMER_COLUMNS[2:]
@@ -129,13 +130,14 @@ class CustomerStage:
 
 
 # --- main process ---------------------------------------------------------------------------------
-def _involved_sql(stage: str) -> str:
-    """Slots sharing a phone, email or ID number index with a live customer or another staged row."""
+def _involved_sql(stage: str, *, live: bool = True) -> str:
+    """Slots sharing a phone, email or ID number index with another staged row and, if ``live``,
+    with a live customer (through the lookup indexes)."""
     customer = Customer._meta.db_table
     phone = CustomerPhone._meta.db_table
     email = CustomerEmail._meta.db_table
     parts = []
-    for table, column, live in (
+    for table, column, live_rows in (
         (
             "phone",
             "number_index",
@@ -151,30 +153,51 @@ def _involved_sql(stage: str) -> str:
             f"SELECT slot FROM {stage}.{table} WHERE {column} IN "  # noqa: S608 -- constant names
             f"(SELECT {column} FROM {stage}.{table} GROUP BY {column} HAVING count(DISTINCT slot) > 1)"
         )
-        parts.append(
-            f"SELECT s.slot FROM {stage}.{table} s WHERE EXISTS "  # noqa: S608 -- constant names
-            f"(SELECT 1 FROM {live} = s.{column} AND c.deleted_at IS NULL)"
-        )
+        if live:
+            parts.append(
+                f"SELECT s.slot FROM {stage}.{table} s WHERE EXISTS "  # noqa: S608 -- constant names
+                f"(SELECT 1 FROM {live_rows} = s.{column} AND c.deleted_at IS NULL)"
+            )
     parts.append(
         f"SELECT slot FROM {stage}.customer WHERE id_number_index != '' AND id_number_index IN "  # noqa: S608 -- constant names
         f"(SELECT id_number_index FROM {stage}.customer WHERE id_number_index != '' "
         "GROUP BY id_number_index HAVING count(*) > 1)"
     )
-    parts.append(
-        f"SELECT s.slot FROM {stage}.customer s WHERE s.id_number_index != '' AND EXISTS "  # noqa: S608 -- constant names
-        f"(SELECT 1 FROM {customer} c WHERE c.id_number_index = s.id_number_index AND c.deleted_at IS NULL)"
-    )
+    if live:
+        parts.append(
+            f"SELECT s.slot FROM {stage}.customer s WHERE s.id_number_index != '' AND EXISTS "  # noqa: S608 -- constant names
+            f"(SELECT 1 FROM {customer} c WHERE c.id_number_index = s.id_number_index AND c.deleted_at IS NULL)"
+        )
     return " UNION ".join(parts)
 
 
-def _involved_rows(cursor: Any, stage: str) -> list[tuple[int, int, list[tuple[str, str]]]]:
+def _involved_rows(
+    cursor: Any, stage: str, match_keys: MatchKeys | None
+) -> list[tuple[int, int, list[tuple[str, str]]]]:
     """``(row number, slot, [(kind, index)…])`` of the rows matching needs to look at, in file order.
 
     The keys come in the order ``customer_writes._indexes`` gives them: phones, emails, ID number.
+    With ``match_keys`` (the lookup indexes are deferred), live customers are found through it.
     """
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staged_involved (slot INTEGER PRIMARY KEY)")
     cursor.execute("DELETE FROM staged_involved")
-    cursor.execute(f"INSERT INTO staged_involved {_involved_sql(stage)}")  # noqa: S608 -- constant names
+    if match_keys is None:
+        cursor.execute(f"INSERT INTO staged_involved {_involved_sql(stage)}")  # noqa: S608 -- constant names
+    else:
+        cursor.execute(f"INSERT INTO staged_involved {_involved_sql(stage, live=False)}")  # noqa: S608
+        hits: set[int] = set()
+        for kind, sql in (
+            ("phone", f"SELECT slot, number_index FROM {stage}.phone"),  # noqa: S608 -- constant names
+            ("email", f"SELECT slot, address_index FROM {stage}.email"),  # noqa: S608 -- constant names
+            ("id_number", f"SELECT slot, id_number_index FROM {stage}.customer WHERE id_number_index != ''"),  # noqa: S608
+        ):
+            cursor.execute(sql)
+            staged = cursor.fetchall()
+            present = match_keys.present(kind, [index for _slot, index in staged])
+            hits.update(slot for (slot, _index), hit in zip(staged, present, strict=True) if hit)
+        cursor.executemany(
+            "INSERT OR IGNORE INTO staged_involved VALUES (%s)", [(slot,) for slot in sorted(hits)]
+        )
     cursor.execute(
         f"SELECT c.slot, c.row_number, c.id_number_index FROM {stage}.customer c "  # noqa: S608 -- constant names
         "JOIN staged_involved i ON i.slot = c.slot ORDER BY c.slot"
@@ -201,9 +224,13 @@ def _involved_rows(cursor: Any, stage: str) -> list[tuple[int, int, list[tuple[s
 def write_staged(stage: str, context: ImportContext) -> BatchOutcome:
     """Inside the batch's transaction: match the staged rows, then create the rest in bulk."""
     outcome = BatchOutcome()
+    match_keys: MatchKeys | None = context.cache.get("match_keys")
     with connection.cursor() as cursor:
+        if match_keys is not None:
+            # Customers others created or changed since the last batch.
+            match_keys.catch_up(cursor)
         if context.match_mode != MatchMode.CREATE:
-            involved = _involved_rows(cursor, stage)
+            involved = _involved_rows(cursor, stage, match_keys)
             if involved:
 
                 def staged_value(slot: int) -> ValidatedCustomer:
@@ -214,20 +241,40 @@ def write_staged(stage: str, context: ImportContext) -> BatchOutcome:
 
                 creating: list[tuple[int, int]] = []
                 sort_rows(involved, context, outcome, creating, staged_value)
-                created = {slot for _number, slot in creating}
-                skipped = [(slot,) for _number, slot, _keys in involved if slot not in created]
+                kept = {slot for _number, slot in creating}
+                skipped = [(slot,) for _number, slot, _keys in involved if slot not in kept]
                 cursor.executemany(f"UPDATE {stage}.customer SET skip = 1 WHERE slot = %s", skipped)  # noqa: S608
         cursor.execute(f"SELECT count(*) FROM {stage}.customer WHERE skip = 0")  # noqa: S608
         (count,) = cursor.fetchone()
+        created_ids: tuple[int, int] | None = None
         if count:
             started = time.monotonic()
-            _create(cursor, stage, count, context)
+            first_id = _create(cursor, stage, count, context)
             WRITE_SECONDS[0] += time.monotonic() - started
+            created_ids = (first_id, first_id + count - 1)
+            if match_keys is not None:
+                _remember_created(cursor, stage, first_id, match_keys)
+        if match_keys is not None:
+            # This batch's own updates (the created rows' events are skipped: added above).
+            match_keys.catch_up(cursor, created=created_ids)
         outcome.created += count
     return outcome
 
 
-def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> None:
+def _remember_created(cursor: Any, stage: str, first_id: int, match_keys: MatchKeys) -> None:
+    """Add the keys of the customers this batch created, from the stage (as created ids)."""
+    created = f"FROM {stage}.created k JOIN {stage}.{{table}} s ON s.slot = k.slot"
+    for kind, table, column in (
+        ("phone", "phone", "number_index"),
+        ("email", "email", "address_index"),
+        ("id_number", "customer", "id_number_index"),
+    ):
+        cursor.execute(f"SELECT s.{column}, %s + k.seq {created.format(table=table)}", [first_id])  # noqa: S608
+        match_keys.add(kind, cursor.fetchall())
+
+
+def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
+    """Create the batch's rows that are not skipped; returns the first id given (ids are consecutive)."""
     writer = writer_for(context)
     numbers = reserve_numbers(CODE_SEQUENCE, count)
     ids = writer.reserve_customer_ids(cursor, count)
@@ -279,3 +326,4 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> None
         f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
         [context.job.pk, first_id, RecordAction.CREATED.value],
     )
+    return first_id

@@ -173,7 +173,9 @@ def sort_rows(
     for _number, _value, indexes in row_indexes:
         for kind, index in indexes:
             wanted[kind].add(index)
-    existing = _existing_matches(wanted)
+    # A run that dropped the lookup indexes finds live customers through its key arrays.
+    match_keys = context.cache.get("match_keys")
+    existing = match_keys.existing_matches(wanted) if match_keys is not None else _existing_matches(wanted)
     changeable = _changeable_by_actor(set(existing.values()), context)
     from_this_file = _created_by_job(context.job.pk, set(existing.values())) if existing else {}
     # In a dry run nothing is written, so earlier batches' rows are remembered here instead.

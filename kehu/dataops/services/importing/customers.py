@@ -258,15 +258,21 @@ class CustomerHandler:
 
     @contextlib.contextmanager
     def session(self, context: ImportContext) -> Iterator[None]:
+        """While a run writes on SQLite: a larger page cache (restored after: the connection
+        persists) and, for a big staged run, the lookup indexes dropped until :meth:`finish`."""
+        from kehu.dataops.services.importing import deferred_indexes
         from kehu.dataops.services.importing.customer_writes import (
             SQLITE_IMPORT_CACHE_KIB,
             SQLITE_IMPORT_MMAP_BYTES,
         )
 
-        """While a run writes: a larger SQLite page cache (restored after, the connection persists)."""
         if context.vendor != "sqlite" or context.dry_run:
             yield
             return
+        job = context.job
+        deferring = context.staged and deferred_indexes.should_defer(
+            (job.rows_total or 0) - job.rows_processed
+        )
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA cache_size")
             previous_cache = int(cursor.fetchone()[0])
@@ -276,19 +282,34 @@ class CustomerHandler:
             previous_mmap = int(mmap_row[0]) if mmap_row else None
             cursor.execute(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
             if previous_mmap is not None:
-                cursor.execute(f"PRAGMA mmap_size = {min(previous_mmap, SQLITE_IMPORT_MMAP_BYTES)}")
+                # Without the random-key indexes the writes append: the map would only add its
+                # pages to the process's memory, which the key arrays need.
+                mmap_bytes = 0 if deferring else min(previous_mmap, SQLITE_IMPORT_MMAP_BYTES)
+                cursor.execute(f"PRAGMA mmap_size = {mmap_bytes}")
         try:
+            if deferring:
+                keys = deferred_indexes.MatchKeys()
+                with connection.cursor() as cursor:
+                    keys.start(cursor)
+                deferred_indexes.defer_indexes(job)
+                context.cache["match_keys"] = keys
             yield
         finally:
+            context.cache.pop("match_keys", None)
+            # Normally already done by finish(); here for a run that stops on an error.
+            deferred_indexes.restore_deferred_indexes()
             with connection.cursor() as cursor:
                 cursor.execute(f"PRAGMA cache_size = {previous_cache}")
                 if previous_mmap is not None:
                     cursor.execute(f"PRAGMA mmap_size = {previous_mmap}")
 
     def finish(self, context: ImportContext) -> None:
-        """After a large load, let the query planner learn the new table sizes."""
+        """After a large load: the deferred indexes built, then the query planner told the new
+        table sizes (so that it knows the indexes too)."""
         from kehu.dataops.services.importing.customer_writes import writer_for
+        from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
 
+        restore_deferred_indexes()
         writer_for(context).refresh_statistics(context.job.rows_created)
 
 

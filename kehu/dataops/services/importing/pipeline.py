@@ -39,6 +39,7 @@ from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
 from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
+from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
 
 # Files with fewer rows are validated in the main process: forking workers would cost more than
 # it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
@@ -350,8 +351,11 @@ def import_run(
                 mapping=sorted((int(index), key) for index, key in job.mapping.items() if key),
                 columns=_column_headers(list(info.headers), job.mapping),
             )
+            # A run killed while a big import had its lookup indexes dropped left them so.
+            restore_deferred_indexes()
             session = getattr(handler, "session", None)
             stage_dir = _stage_dir(job) if _stages(handler, context) else None
+            context.staged = stage_dir is not None
             with session(context) if session else contextlib.nullcontext():
                 rows = iter_rows(path, info, skip=job.rows_processed)
                 size = batch_rows or (

@@ -1,0 +1,193 @@
+"""Large SQLite imports drop the random-key lookup indexes and build them at the end.
+
+While they are gone the import matches through its in-memory key arrays: it must store exactly
+what a run with the indexes stores, see customers others create between its batches, and a run
+killed before the end must not leave the database without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import translation
+
+from kehu.core.crypto import blind_index
+from kehu.customers.models import ID_NUMBER_INDEX_PURPOSE, PHONE_INDEX_PURPOSE, Customer, CustomerPhone
+from kehu.customers.services import customer_create
+from kehu.dataops.models import ImportedRecord, ImportJob, ImportStatus
+from kehu.dataops.services.importing import deferred_indexes, jobs
+from kehu.dataops.services.importing.deferred_indexes import MARKER, MatchKeys
+from kehu.dataops.services.importing.pipeline import import_run
+from tests.dataops import files
+from tests.dataops.test_import_staging import HEADERS, _rows, _snapshot
+
+# Outside a transaction: the only place an import stages its rows (and may defer indexes).
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEFERRED_NAMES = [name for _model, name in deferred_indexes.DEFERRED_INDEXES]
+
+
+@pytest.fixture(autouse=True)
+def sqlite_only(settings: Any, tmp_path: Path) -> Iterator[None]:
+    if connection.vendor != "sqlite":
+        pytest.skip("indexes are deferred on SQLite only")
+    settings.DATA_DIR = tmp_path / "data"
+    with translation.override("en"):
+        yield
+
+
+def _index_statements() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        return {name: sql for name, sql in cursor.fetchall() if name in DEFERRED_NAMES}
+
+
+def _phone_index(mobile: str) -> str:
+    return blind_index(f"+86{mobile}", purpose=PHONE_INDEX_PURPOSE)
+
+
+def _id_index(number: str) -> str:
+    return blind_index(number, purpose=ID_NUMBER_INDEX_PURPOSE)
+
+
+def _deferring_rows() -> list[list[str]]:
+    rows = _rows()
+    # Row 8 (file numbering) updates the existing customer, giving it an ID number; row 20, in a
+    # later batch, has that ID number and a new phone: it must find the same customer.
+    rows[6][3] = "11010519491231002X"
+    rows[8][3] = ""
+    rows[18][3] = "11010519491231002X"
+    return rows
+
+
+def _import(tmp_path: Path, name: str, rows: list[list[str]], **run: Any) -> ImportJob:
+    path = files.write_csv(tmp_path, name, [HEADERS, *rows])
+    job = jobs.import_create(actor=None, kind="customers", source=path, file_name=name)
+    job = jobs.import_configure(actor=None, job=job, match_mode="fill_empty")
+    return import_run(job=job, workers=0, batch_rows=10, **run)
+
+
+def test_a_deferred_run_stores_what_a_run_with_the_indexes_stores(tmp_path: Path, settings: Any) -> None:
+    existing = customer_create(actor=None, data={"name": "老客户", "phones": [{"number": "13912345678"}]})
+    statements = _index_statements()
+    assert sorted(statements) == sorted(DEFERRED_NAMES)
+    missing_during_run: list[set[str]] = []
+
+    def watch(job: ImportJob) -> None:
+        missing_during_run.append(set(DEFERRED_NAMES) - set(_index_statements()))
+
+    settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 1
+    deferred_job = _import(tmp_path, "deferred.csv", _deferring_rows(), on_progress=watch)
+    deferred = _snapshot(deferred_job)
+
+    assert missing_during_run == [set(DEFERRED_NAMES)] * 3
+    assert _index_statements() == statements
+    deferred_job.refresh_from_db()
+    assert MARKER not in deferred_job.options
+    jobs.import_undo(actor=None, job=deferred_job)
+    assert list(Customer.objects.values_list("pk", flat=True)) == [existing.pk]
+
+    settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 10**9
+    missing_during_run.clear()
+    kept = _snapshot(_import(tmp_path, "kept.csv", _deferring_rows(), on_progress=watch))
+
+    assert missing_during_run == [set()] * 3
+    assert deferred == kept
+    # The cases the key arrays must answer: an existing customer by phone, the same email as a
+    # row of an earlier batch, and an ID number an earlier batch gave the existing customer.
+    assert deferred["rows"][8][0] == "updated"
+    assert (15, "The same email address as row 4 of this file.") in deferred["errors"]
+    assert Customer.objects.filter(id_number_index=_id_index("11010519491231002X")).count() == 1
+
+
+def test_a_deferred_run_matches_customers_created_between_its_batches(tmp_path: Path, settings: Any) -> None:
+    customer_create(actor=None, data={"name": "老客户", "phones": [{"number": "13912345678"}]})
+    rows = _rows()
+    late_phone = rows[22][1]  # file row 24, in the third batch
+    created_by_clerk: list[int] = []
+
+    def clerk_creates_a_customer(job: ImportJob) -> None:
+        if job.rows_processed == 10:
+            clerk = customer_create(actor=None, data={"name": "店员录入", "phones": [{"number": late_phone}]})
+            created_by_clerk.append(clerk.pk)
+
+    settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 1
+    job = _import(tmp_path, "late.csv", rows, on_progress=clerk_creates_a_customer)
+
+    assert job.status == ImportStatus.DONE
+    holders = set(
+        CustomerPhone.objects.filter(number_index=_phone_index(late_phone)).values_list(
+            "customer_id", flat=True
+        )
+    )
+    assert holders == set(created_by_clerk)
+    record = ImportedRecord.objects.get(job=job, row_number=24)
+    assert (record.action, record.object_id) == ("updated", created_by_clerk[0])
+
+
+def test_indexes_a_killed_run_dropped_come_back_before_migrate_and_before_the_next_import(
+    tmp_path: Path,
+) -> None:
+    statements = _index_statements()
+    killed = jobs.import_create(
+        actor=None,
+        kind="customers",
+        source=files.write_csv(tmp_path, "a.csv", [HEADERS, *_rows()]),
+        file_name="a.csv",
+    )
+    # What a run killed after dropping them leaves behind.
+    assert sorted(deferred_indexes.defer_indexes(killed)) == sorted(DEFERRED_NAMES)
+    assert _index_statements() == {}
+
+    call_command("migrate", verbosity=0)
+
+    assert _index_statements() == statements
+    killed.refresh_from_db()
+    assert MARKER not in killed.options
+
+    deferred_indexes.defer_indexes(killed)
+    job = _import(tmp_path, "b.csv", _rows())  # below the threshold: it keeps them, after restoring
+
+    assert job.status == ImportStatus.DONE
+    assert _index_statements() == statements
+    assert deferred_indexes.restore_deferred_indexes() == []
+
+
+def test_only_big_imports_that_at_least_double_the_table_defer(settings: Any) -> None:
+    settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 5
+    customer_create(actor=None, data={"name": "甲", "phones": [{"number": "13912345678"}]})
+    customer_create(actor=None, data={"name": "乙", "phones": [{"number": "13912345679"}]})
+
+    assert not deferred_indexes.should_defer(4)  # under the minimum
+    assert deferred_indexes.should_defer(5)
+    for number in range(4):
+        customer_create(actor=None, data={"name": f"丙{number}"})
+    assert not deferred_indexes.should_defer(5)  # six customers already: maintaining is cheaper
+    assert deferred_indexes.should_defer(6)
+
+
+def test_match_keys_propose_candidates_by_prefix_and_hold_repeated_keys() -> None:
+    keys = MatchKeys()
+    shared = _phone_index("13800138000")
+    other = _phone_index("13800138001")
+    # Same first 64 bits, different rest: a candidate only; existing_matches confirms on live rows.
+    collision = shared[:16] + "0" * 16
+    keys.add("phone", [(shared, 7), (other, 3), (shared, 2), ("", 9)])
+    keys.add("phone", [(collision, 11)])
+
+    assert len(keys) == 4
+    assert keys.present("phone", [shared, other, _phone_index("13800138002"), ""]) == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert keys.candidates("phone", [shared]) == {7, 2, 11}
+    assert keys.candidates("phone", [other, "short"]) == {3}
+    assert keys.candidates("email", [shared]) == set()
+    assert keys.present("email", [shared]) == [False]
