@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import translation
 
 from kehu.core.crypto import blind_index
@@ -128,6 +128,27 @@ def test_a_deferred_run_matches_customers_created_between_its_batches(tmp_path: 
     assert holders == set(created_by_clerk)
     record = ImportedRecord.objects.get(job=job, row_number=24)
     assert (record.action, record.object_id) == ("updated", created_by_clerk[0])
+
+
+def test_a_deferred_run_that_fails_restores_the_indexes(tmp_path: Path, settings: Any) -> None:
+    statements = _index_statements()
+    rows = [[*row[:3], "", "", "", "", f"EXT-{number}"] for number, row in enumerate(files.customer_rows(25))]
+    rows[17][7] = rows[3][7]  # an external id taken by a row of the first batch: the database refuses
+    missing_during_run: list[set[str]] = []
+    settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 1
+
+    with pytest.raises(IntegrityError):
+        _import(
+            tmp_path,
+            "bad.csv",
+            rows,
+            on_progress=lambda job: missing_during_run.append(set(DEFERRED_NAMES) - set(_index_statements())),
+        )
+
+    assert missing_during_run == [set(DEFERRED_NAMES)]
+    assert _index_statements() == statements
+    assert not ImportJob.objects.filter(options__has_key=MARKER).exists()
+    assert Customer.objects.count() == 10
 
 
 def test_indexes_a_killed_run_dropped_come_back_before_migrate_and_before_the_next_import(
