@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -296,8 +296,11 @@ class CustomerHandler:
             yield
         finally:
             context.cache.pop("match_keys", None)
-            # Normally already done by finish(); here for a run that stops on an error.
-            deferred_indexes.restore_deferred_indexes()
+            # Normally already done by finish(); here for a run that stops on an error, whose
+            # own error must not be hidden: if the database refuses now, the job's record of the
+            # indexes stays for the next run or migrate.
+            with contextlib.suppress(DatabaseError):
+                deferred_indexes.restore_deferred_indexes()
             with connection.cursor() as cursor:
                 cursor.execute(f"PRAGMA cache_size = {previous_cache}")
                 if previous_mmap is not None:
