@@ -7,14 +7,12 @@ killed before the end must not leave the database without them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection
-from django.utils import translation
 
 from kehu.core.crypto import blind_index
 from kehu.customers.models import ID_NUMBER_INDEX_PURPOSE, PHONE_INDEX_PURPOSE, Customer, CustomerPhone
@@ -24,21 +22,14 @@ from kehu.dataops.services.importing import deferred_indexes, jobs
 from kehu.dataops.services.importing.deferred_indexes import MARKER, MatchKeys
 from kehu.dataops.services.importing.pipeline import import_run
 from tests.dataops import files
-from tests.dataops.test_import_staging import HEADERS, _rows, _snapshot
+
+# sqlite_only (autouse): indexes are deferred only by staged imports, on SQLite.
+from tests.dataops.test_import_staging import HEADERS, _rows, _snapshot, sqlite_only  # noqa: F401
 
 # Outside a transaction: the only place an import stages its rows (and may defer indexes).
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DEFERRED_NAMES = [name for _model, name in deferred_indexes.DEFERRED_INDEXES]
-
-
-@pytest.fixture(autouse=True)
-def sqlite_only(settings: Any, tmp_path: Path) -> Iterator[None]:
-    if connection.vendor != "sqlite":
-        pytest.skip("indexes are deferred on SQLite only")
-    settings.DATA_DIR = tmp_path / "data"
-    with translation.override("en"):
-        yield
 
 
 def _index_statements() -> dict[str, str]:
