@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
+import hashlib
 import json
 import os
 import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +28,44 @@ from django.conf import settings
 CIPHERTEXT_VERSION = "v1"
 NONCE_BYTES = 12
 KEY_BYTES = 32
+# HMAC-SHA256 (RFC 2104) pads its key to the hash's block size.
+_SHA256_BLOCK_BYTES = 64
+_BASE64URL = bytes.maketrans(b"+/", b"-_")
+
+
+class _NonceSource:
+    """Random GCM nonces drawn from the operating system a few hundred at a time.
+
+    One ``getrandom`` call per nonce cost half as much as sealing a short value. A forked child
+    must never hand out a nonce its parent's buffer also holds, so the child drops the buffer
+    at fork (see ``os.register_at_fork`` below).
+    """
+
+    _BATCH_BYTES = NONCE_BYTES * 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            offset = self._offset
+            if offset >= len(self._buffer):
+                self._buffer = os.urandom(self._BATCH_BYTES)
+                offset = 0
+            self._offset = offset + NONCE_BYTES
+            return self._buffer[offset : offset + NONCE_BYTES]
+
+    def forget(self) -> None:
+        # A new lock too: another thread may have held the old one at the moment of the fork.
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+
+_nonces = _NonceSource()
+os.register_at_fork(after_in_child=_nonces.forget)
 
 
 class KeyringError(Exception):
@@ -41,6 +80,9 @@ class Keyring:
     source: str  # "environment" or the key file's path
     # Building an AESGCM object costs about as much as sealing a short value; one per key.
     _ciphers: dict[str, AESGCM] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # The blind index key's HMAC pads, hashed once: each index then costs two state copies
+    # instead of the one-shot HMAC's key setup (about 2.5 times faster).
+    _blind_pads: list[tuple[Any, Any]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def _cipher(self, key_id: str) -> AESGCM:
         cipher = self._ciphers.get(key_id)
@@ -49,10 +91,28 @@ class Keyring:
         return cipher
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = _nonces.take()
         sealed = self._cipher(self.primary_id).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
-        encoded = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        encoded = binascii.b2a_base64(nonce + sealed, newline=False).translate(_BASE64URL).decode("ascii")
         return f"{CIPHERTEXT_VERSION}:{self.primary_id}:{encoded}"
+
+    def blind_digest(self, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under the blind index key."""
+        if not self._blind_pads:
+            padded = self.blind_index_key.ljust(_SHA256_BLOCK_BYTES, b"\0")
+            self._blind_pads.append(
+                (
+                    hashlib.sha256(bytes(byte ^ 0x36 for byte in padded)),
+                    hashlib.sha256(bytes(byte ^ 0x5C for byte in padded)),
+                )
+            )
+        inner_pad, outer_pad = self._blind_pads[0]
+        inner = inner_pad.copy()
+        inner.update(message)
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
 
     def decrypt(self, token: str, *, context: str) -> str:
         key_id, payload = _split_token(token)
@@ -200,5 +260,4 @@ def blind_index(value: str, *, purpose: str) -> str:
     ``purpose`` separates the digests of different kinds of data, so equal strings in two
     columns (a phone and an ID number) do not produce linkable indexes. 128 bits, hex.
     """
-    # hmac.digest is the one-shot C path: several times faster than hmac.new(...).hexdigest().
-    return hmac.digest(load_keyring().blind_index_key, f"{purpose}\x00{value}".encode(), "sha256")[:16].hex()
+    return load_keyring().blind_digest(f"{purpose}\x00{value}".encode())[:16].hex()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 import secrets
@@ -62,6 +63,33 @@ def test_the_same_value_encrypts_differently_each_time(keyring_sandbox):
     assert _stored_phone(first) != _stored_phone(second)
 
 
+def _nonce(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token.rsplit(":", 1)[1])[: crypto.NONCE_BYTES]
+
+
+def test_nonces_never_repeat_across_a_fork(keyring_sandbox):
+    # Nonces are drawn from the system in batches; a forked child must not reuse its parent's.
+    parent_first = _nonce(crypto.encrypt("x", context=PHONE_CONTEXT))
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover -- the child process
+        os.close(reading)
+        nonces = b"".join(_nonce(crypto.encrypt("x", context=PHONE_CONTEXT)) for _ in range(50))
+        os.write(writing, nonces)
+        os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as pipe:
+        child_bytes = pipe.read()
+    os.waitpid(child, 0)
+    child_nonces = {
+        child_bytes[i : i + crypto.NONCE_BYTES] for i in range(0, len(child_bytes), crypto.NONCE_BYTES)
+    }
+    parent_nonces = {parent_first} | {_nonce(crypto.encrypt("x", context=PHONE_CONTEXT)) for _ in range(50)}
+    assert len(child_nonces) == 50
+    assert len(parent_nonces) == 51
+    assert not child_nonces & parent_nonces
+
+
 def test_an_empty_value_is_stored_empty(keyring_sandbox):
     user = UserFactory(phone="")
     assert _stored_phone(user) == ""
@@ -117,6 +145,18 @@ def test_a_blind_index_is_deterministic_per_purpose(keyring_sandbox):
     assert crypto.blind_index("13800138000", purpose="staff-phone") == first
     assert len(first) == 32
     assert int(first, 16) >= 0
+
+
+def test_a_blind_index_is_hmac_sha256_of_purpose_and_value(keyring_sandbox, settings):
+    # Indexes already stored must keep matching: the digest is the standard HMAC, whatever
+    # way it is computed.
+    blind_key = secrets.token_bytes(32)
+    settings.ENCRYPTION_KEYS = f"k1:{_key()}"
+    settings.BLIND_INDEX_KEY = base64.urlsafe_b64encode(blind_key).decode()
+    crypto.load_keyring(refresh=True)
+    expected = hmac.digest(blind_key, b"customer-phone\x00+8613800138000", "sha256")[:16].hex()
+    assert crypto.blind_index("+8613800138000", purpose="customer-phone") == expected
+    assert crypto.blind_index("+8613800138000", purpose="customer-phone") == expected
 
 
 def test_blind_indexes_differ_across_purposes_and_values(keyring_sandbox):

@@ -53,6 +53,8 @@ def _deferring_rows() -> list[list[str]]:
     rows[6][3] = "11010519491231002X"
     rows[8][3] = ""
     rows[18][3] = "11010519491231002X"
+    # Two rows of the last batch share an ID number no customer has yet.
+    rows[20][3] = rows[22][3] = "440305198511060010"
     return rows
 
 
@@ -94,6 +96,10 @@ def test_a_deferred_run_stores_what_a_run_with_the_indexes_stores(tmp_path: Path
     assert deferred["rows"][8][0] == "updated"
     assert (15, "The same email address as row 4 of this file.") in deferred["errors"]
     assert Customer.objects.filter(id_number_index=_id_index("11010519491231002X")).count() == 1
+    # In-batch duplicates: a phone (rows 3 and 6) and an ID number (rows 22 and 24).
+    assert (6, "The same phone number as row 3 of this file.") in deferred["errors"]
+    assert (24, "The same ID number as row 22 of this file.") in deferred["errors"]
+    assert Customer.objects.filter(id_number_index=_id_index("440305198511060010")).count() == 1
 
 
 def test_a_deferred_run_matches_customers_created_between_its_batches(tmp_path: Path, settings: Any) -> None:

@@ -11,7 +11,6 @@ once to its normal form.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
@@ -52,14 +51,13 @@ def street_digest(city: str, street: str) -> str:
 
     Blocking and scoring compare streets through this digest, so the plain street is held
     only in memory, only while it is reduced. It is keyed like a blind index (HMAC with the
-    blind-index key and its own purpose), computed with the one-shot ``hmac.digest``, which
-    costs a ninth of ``crypto.blind_index`` (a million streets are digested per scan).
+    blind-index key and its own purpose).
     """
     normal = normalise_street(street)
     if not normal:
         return ""
     message = f"{ADDRESS_DIGEST_PURPOSE}\x00{city}|{normal}".encode()
-    return hmac.digest(crypto.load_keyring().blind_index_key, message, "sha256")[:16].hex()
+    return crypto.load_keyring().blind_digest(message)[:16].hex()
 
 
 def decrypt_street(token: str, *, keyring: crypto.Keyring, context: str) -> str:

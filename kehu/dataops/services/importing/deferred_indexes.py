@@ -212,15 +212,15 @@ class MatchKeys:
         ``created`` is the id range this batch created, whose keys were added from the stage:
         their creation events need no second read.
         """
+        # The created range is left out in SQL: a batch's own twenty thousand creation events
+        # fetched into Python only to be dropped cost seconds over a run.
+        first, last = created if created is not None else (0, -1)
         cursor.execute(
-            f"SELECT DISTINCT customer_id FROM {CustomerEvent._meta.db_table} WHERE id > %s",  # noqa: S608 -- model table name
-            [self.events_seen],
+            f"SELECT DISTINCT customer_id FROM {CustomerEvent._meta.db_table} "  # noqa: S608 -- model table name
+            "WHERE id > %s AND customer_id NOT BETWEEN %s AND %s",
+            [self.events_seen, first, last],
         )
-        changed = [
-            customer_id
-            for (customer_id,) in cursor.fetchall()
-            if created is None or not created[0] <= customer_id <= created[1]
-        ]
+        changed = [customer_id for (customer_id,) in cursor.fetchall()]
         newest = _newest_event(cursor)
         if changed:
             self.load(cursor, changed)
