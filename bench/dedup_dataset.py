@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 from kehu.core.phones import normalise_phone
@@ -135,8 +135,7 @@ def _duplicate(base: CustomerRow, rng: random.Random) -> tuple[CustomerRow, str]
         local, _at, domain = emails[0].address.partition("@")
         emails = (EmailRow(address=f"{local}@{domain}"),)
     gender = base.gender if rng.random() > 0.1 or base.id_number else ""
-    row = replace(
-        base,
+    row = base._replace(
         name=name,
         gender=gender if not (keep_id and base.id_number) else base.gender,
         birthday=base.birthday if keep_birthday or (keep_id and base.id_number) else None,
@@ -165,9 +164,9 @@ def _namesake(base: CustomerRow, other: CustomerRow, rng: random.Random) -> Cust
     addresses = other.addresses
     if base.addresses and other.addresses and rng.random() < 0.6:
         addresses = (
-            replace(other.addresses[0], province=base.addresses[0].province, city=base.addresses[0].city),
+            other.addresses[0]._replace(province=base.addresses[0].province, city=base.addresses[0].city),
         )
-    return replace(other, name=base.name, addresses=addresses, tags=(), created_at=None)
+    return other._replace(name=base.name, addresses=addresses, tags=(), created_at=None)
 
 
 def _family_member(base: CustomerRow, other: CustomerRow) -> CustomerRow:
@@ -177,8 +176,7 @@ def _family_member(base: CustomerRow, other: CustomerRow) -> CustomerRow:
     name = base.name[:surname_length] + other.name[other_surname_length:]
     if name == base.name:
         name = base.name[:surname_length] + "小" + other.name[-1]
-    return replace(
-        other,
+    return other._replace(
         name=name,
         id_number=None,
         phones=base.phones[:1] + other.phones[:1],
@@ -192,7 +190,7 @@ def generate(persons: int, *, seed: int = 20261123) -> list[LabelledRecord]:
     """Records of ``persons`` people and their duplicates, plus look-alikes (new people), shuffled."""
     rng = random.Random(seed)  # noqa: S311 -- test data, not security
     demo = DemoCustomerGenerator(seed=seed, now=dt.datetime(2026, 11, 23, tzinfo=dt.UTC))
-    base_rows = [replace(row, tags=(), created_at=None) for row in demo.rows(persons)]
+    base_rows = [row._replace(tags=(), created_at=None) for row in demo.rows(persons)]
     records = [LabelledRecord(person, row, "original") for person, row in enumerate(base_rows)]
     next_person = persons
     for person, base in enumerate(base_rows):
@@ -203,7 +201,7 @@ def generate(persons: int, *, seed: int = 20261123) -> list[LabelledRecord]:
             records.append(LabelledRecord(person, row, variant))
         look_alike = rng.random()
         if look_alike < 0.1:
-            other = replace(demo.row(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), gender=base.gender)
+            other = demo.row(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))._replace(gender=base.gender)
             if other.id_number and base.id_number and other.birthday == base.birthday:
                 continue
             records.append(LabelledRecord(next_person, _namesake(base, other, rng), "namesake"))

@@ -72,8 +72,7 @@ def _rows() -> list[CustomerRow]:
 def test_bulk_inserted_customers_read_back_through_the_orm(make_user, departments):
     owner = make_user(department=departments["store_a"])
     rows = _rows()
-    rows[0] = CustomerRow(**{**{f: getattr(rows[0], f) for f in rows[0].__slots__}, "owner_id": owner.pk,
-                             "department_id": departments["store_a"].pk})  # fmt: skip
+    rows[0] = rows[0]._replace(owner_id=owner.pk, department_id=departments["store_a"].pk)
     before = timezone.now()
     # when
     result = customers_bulk_insert(rows, batch_size=2)

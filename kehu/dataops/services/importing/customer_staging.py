@@ -32,7 +32,6 @@ from kehu.customers.bulk import (
     ADDRESS_COLUMNS,
     CUSTOMER_COLUMNS,
     EMAIL_COLUMNS,
-    EVENT_COLUMNS,
     PHONE_COLUMNS,
 )
 from kehu.customers.models import (
@@ -42,6 +41,7 @@ from kehu.customers.models import (
     Customer,
     CustomerEmail,
     CustomerPhone,
+    EventKind,
 )
 from kehu.customers.search import deferred_search_indexing
 from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
@@ -56,8 +56,10 @@ _CHILD_TABLES: Final = (
     ("phone", PHONE_COLUMNS[1:]),
     ("email", EMAIL_COLUMNS[1:]),
     ("address", ADDRESS_COLUMNS[1:]),
-    ("event", EVENT_COLUMNS[1:]),
 )
+# A staged customer's "created" timeline event is not staged: it is made from the staged
+# customer (its time is the customer's created_at, its actor the customer's created_by).
+_EVENT_SQL: Final = '%s + k.seq, s."created_at", %s, s."created_by_id", %s, %s'
 
 
 def _quoted(columns: Sequence[str], alias: str = "") -> str:
@@ -98,23 +100,27 @@ class CustomerStage:
         """Stage ``(row number, validated value)`` pairs (``validate_customer``'s values)."""
         customers: list[tuple[Any, ...]] = []
         children: dict[str, list[tuple[Any, ...]]] = {table: [] for table, _columns in _CHILD_TABLES}
-        phones, emails, addresses, events = (
-            children[name] for name in ("phone", "email", "address", "event")
-        )
+        phones, emails, addresses = (children[name] for name in ("phone", "email", "address"))
         tags: list[tuple[int, str]] = []
         keep_values = self.keep_values
+        dumps = pickle.dumps
         slot = self.next_slot
+        # Plain loops and unpacking: this runs once per file row, and a row has at most a few
+        # contacts (generator expressions and named-tuple wrapping cost more than the work).
         for number, value in rows:
-            row = ValidatedCustomer._make(value)
-            kept = pickle.dumps(tuple(row), protocol=pickle.HIGHEST_PROTOCOL) if keep_values else None
-            customers.append((slot, number, kept, 0, *row.customer))
+            _row_data, customer, row_phones, row_emails, row_addresses, row_tags, _event, _given = value
+            kept = dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if keep_values else None
+            customers.append((slot, number, kept, 0, *customer))
             # The contacts' tuples start with offset 0: the slot replaces it.
-            phones.extend((slot, *phone[1:]) for phone in row.phones)
-            emails.extend((slot, *email[1:]) for email in row.emails)
-            addresses.extend((slot, *address[1:]) for address in row.addresses)
-            tags.extend((slot, name) for name in dict.fromkeys(row.tags))
-            if row.event is not None:
-                events.append((slot, *row.event[1:]))
+            for phone in row_phones:
+                phones.append((slot, *phone[1:]))
+            for email in row_emails:
+                emails.append((slot, *email[1:]))
+            for address in row_addresses:
+                addresses.append((slot, *address[1:]))
+            # validate_customer has already dropped repeated tags.
+            for name in row_tags:
+                tags.append((slot, name))
             slot += 1
         self.next_slot = slot
         self.database.executemany(self._customer_sql, customers)
@@ -306,12 +312,7 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
     cursor.executemany(f"INSERT INTO {stage}.tag_id VALUES (%s, %s)", list(tag_ids.items()))  # noqa: S608
     created = f"FROM {stage}.created k JOIN {stage}.{{table}} s ON s.slot = k.slot"
     customer_id = "%s + k.seq"
-    writer_tables = {
-        "phone": writer.phones,
-        "email": writer.emails,
-        "address": writer.addresses,
-        "event": writer.events,
-    }
+    writer_tables = {"phone": writer.phones, "email": writer.emails, "address": writer.addresses}
     with deferred_search_indexing():
         writer.customers.insert_select(
             cursor,
@@ -331,6 +332,12 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
             f"{customer_id}, g.id",
             created.format(table="tag") + f" JOIN {stage}.tag_id g ON g.name = s.name",
             computed_params=[first_id],
+        )
+        writer.events.insert_select(
+            cursor,
+            _EVENT_SQL,
+            created.format(table="customer"),
+            computed_params=[first_id, EventKind.CREATED.value, writer.preparer.creation_event_channel, "{}"],
         )
     # A dry run is never staged (pipeline._stages): the records are always written.
     cursor.execute(
