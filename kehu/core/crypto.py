@@ -33,41 +33,6 @@ _SHA256_BLOCK_BYTES = 64
 _BASE64URL = bytes.maketrans(b"+/", b"-_")
 
 
-class _NonceSource:
-    """Random GCM nonces drawn from the operating system a few hundred at a time.
-
-    One ``getrandom`` call per nonce cost half as much as sealing a short value. A forked child
-    must never hand out a nonce its parent's buffer also holds, so the child drops the buffer
-    at fork (see ``os.register_at_fork`` below).
-    """
-
-    _BATCH_BYTES = NONCE_BYTES * 256
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-
-    def take(self) -> bytes:
-        with self._lock:
-            offset = self._offset
-            if offset >= len(self._buffer):
-                self._buffer = os.urandom(self._BATCH_BYTES)
-                offset = 0
-            self._offset = offset + NONCE_BYTES
-            return self._buffer[offset : offset + NONCE_BYTES]
-
-    def forget(self) -> None:
-        # A new lock too: another thread may have held the old one at the moment of the fork.
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-
-
-_nonces = _NonceSource()
-os.register_at_fork(after_in_child=_nonces.forget)
-
-
 class KeyringError(Exception):
     """The keys are missing, malformed, or cannot decrypt a stored value."""
 
@@ -91,7 +56,7 @@ class Keyring:
         return cipher
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
-        nonce = _nonces.take()
+        nonce = os.urandom(NONCE_BYTES)
         sealed = self._cipher(self.primary_id).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
         encoded = binascii.b2a_base64(nonce + sealed, newline=False).translate(_BASE64URL).decode("ascii")
         return f"{CIPHERTEXT_VERSION}:{self.primary_id}:{encoded}"

@@ -68,7 +68,8 @@ def _nonce(token: str) -> bytes:
 
 
 def test_nonces_never_repeat_across_a_fork(keyring_sandbox):
-    # Nonces are drawn from the system in batches; a forked child must not reuse its parent's.
+    # Import workers are forked: a nonce source that buffered or seeded before the fork would
+    # hand the child its parent's nonces.
     parent_first = _nonce(crypto.encrypt("x", context=PHONE_CONTEXT))
     reading, writing = os.pipe()
     child = os.fork()
