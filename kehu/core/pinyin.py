@@ -25,12 +25,33 @@ over a million generated names on the 2-core machine; about 10 µs while the cac
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import Any, NamedTuple
 
-from pypinyin import Style, lazy_pinyin
-from pypinyin.phrases_dict import phrases_dict
-from pypinyin.pinyin_dict import pinyin_dict
+
+class _Pypinyin(NamedTuple):
+    characters: Mapping[int, str]
+    words: Mapping[str, Any]
+    read: Callable[[str], list[str]]
+
+
+@cache
+def _pypinyin() -> _Pypinyin:
+    """pypinyin, imported on first use: its word list holds about 55 MB, which a process that
+    never reads a name need not carry (the import's writing process, whose memory is budgeted,
+    leaves the names to its workers)."""
+    from pypinyin import Style, lazy_pinyin
+    from pypinyin.phrases_dict import phrases_dict
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    def read(text: str) -> list[str]:
+        readings: list[str] = lazy_pinyin(text, style=Style.NORMAL)
+        return readings
+
+    return _Pypinyin(characters=pinyin_dict, words=phrases_dict, read=read)
+
 
 # Single-character surnames whose surname reading is not pypinyin's default reading.
 # Characters whose default reading already is the surname reading (张, 王, 冯 ...) need no entry.
@@ -145,19 +166,19 @@ class NamePinyin:
 
 
 def _is_han(character: str) -> bool:
-    return ord(character) in pinyin_dict
+    return ord(character) in _pypinyin().characters
 
 
 @cache
 def _character_reading(character: str) -> str:
     # Bounded in practice: about 20k Han characters have a reading.
-    return lazy_pinyin(character, style=Style.NORMAL)[0]
+    return _pypinyin().read(character)[0]
 
 
 # Bounded, unlike the character cache: runs of characters come from user input without limit.
 @lru_cache(maxsize=65536)
 def _word_readings(word: str) -> tuple[str, ...]:
-    return tuple(lazy_pinyin(word, style=Style.NORMAL))
+    return tuple(_pypinyin().read(word))
 
 
 def _han_run_readings(run: str) -> tuple[str, ...]:
@@ -169,7 +190,7 @@ def _han_run_readings(run: str) -> tuple[str, ...]:
     """
     if len(run) == 1:
         return (_character_reading(run),)
-    if len(run) == 2 and run not in phrases_dict:
+    if len(run) == 2 and run not in _pypinyin().words:
         return (_character_reading(run[0]), _character_reading(run[1]))
     return _word_readings(run)
 
@@ -221,7 +242,7 @@ def name_pinyin(name: str) -> NamePinyin:
     # Whole names are not cached: most names in a large list are distinct, and a cache miss
     # costs more than the per-character caches below save.
     stripped = name.strip()
-    if stripped and all(map(pinyin_dict.__contains__, map(ord, stripped))):
+    if stripped and all(map(_pypinyin().characters.__contains__, map(ord, stripped))):
         # The usual case, a name of Han characters only, skips the word splitting.
         surname, given_name = _surname_split(stripped)
         syllables = surname + _han_run_readings(given_name) if given_name else surname
