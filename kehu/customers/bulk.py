@@ -248,7 +248,9 @@ def _context(model: type[models.Model], name: str) -> str:
     return context
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: an import prepares one row per batch, and a frozen dataclass's __init__ costs a
+# setattr call per field (its lists are mutable in any case).
+@dataclass(slots=True)
 class PreparedBatch:
     """A batch with every derived column computed, waiting only for ids and codes.
 
@@ -275,6 +277,16 @@ _CLOCK_REUSE_SECONDS: Final = 0.5
 _CREATED: str = EventKind.CREATED.value
 
 
+class _Sealers(NamedTuple):
+    id_number: Callable[[str], str]
+    id_number_index: Callable[[str], str]
+    phone: Callable[[str], str]
+    phone_index: Callable[[str], str]
+    email: Callable[[str], str]
+    email_index: Callable[[str], str]
+    street: Callable[[str], str]
+
+
 class CustomerBatchPreparer:
     """Computes the stored form of :class:`CustomerRow` objects for one database vendor.
 
@@ -290,7 +302,26 @@ class CustomerBatchPreparer:
         self.email_context = _context(CustomerEmail, "address")
         self.street_context = _context(CustomerAddress, "street")
         self._now_read_at = -_CLOCK_REUSE_SECONDS
+        self._sealed_with: crypto.Keyring | None = None
+        self._bound: _Sealers | None = None
         self._stored_now: Any = None
+
+    def _sealers(self) -> _Sealers:
+        """The encryption and blind index functions of the current keyring, bound per column."""
+        keyring = crypto.load_keyring()
+        if self._sealed_with is not keyring:
+            self._sealed_with = keyring
+            self._bound = _Sealers(
+                id_number=keyring.sealer(self.id_number_context),
+                id_number_index=keyring.blind_indexer(ID_NUMBER_INDEX_PURPOSE),
+                phone=keyring.sealer(self.phone_context),
+                phone_index=keyring.blind_indexer(PHONE_INDEX_PURPOSE),
+                email=keyring.sealer(self.email_context),
+                email_index=keyring.blind_indexer(EMAIL_INDEX_PURPOSE),
+                street=keyring.sealer(self.street_context),
+            )
+        assert self._bound is not None  # noqa: S101 -- set with _sealed_with
+        return self._bound
 
     def stored_now(self) -> Any:
         """The current time in stored form; an import prepares one row per call, so the clock is
@@ -316,8 +347,7 @@ class CustomerBatchPreparer:
         return value.isoformat()
 
     def prepare(self, rows: Sequence[CustomerRow]) -> PreparedBatch:
-        encrypt = crypto.encrypt
-        blind_index = crypto.blind_index
+        seal = self._sealers()
         stored_now = self.stored_now()
         empty_json = "{}"
         batch = PreparedBatch([], [], [], [], [], [])
@@ -338,8 +368,8 @@ class CustomerBatchPreparer:
                     row.lunar_birthday_month,
                     row.lunar_birthday_day,
                     row.lunar_birthday_is_leap_month,
-                    encrypt(id_number, context=self.id_number_context) if id_number else None,
-                    blind_index(id_number, purpose=ID_NUMBER_INDEX_PURPOSE) if id_number else "",
+                    seal.id_number(id_number) if id_number else None,
+                    seal.id_number_index(id_number) if id_number else "",
                     row.source,
                     row.external_id,
                     row.status,
@@ -359,8 +389,8 @@ class CustomerBatchPreparer:
                 batch.phones.append(
                     (
                         offset,
-                        encrypt(phone.number, context=self.phone_context),
-                        blind_index(phone.number, purpose=PHONE_INDEX_PURPOSE),
+                        seal.phone(phone.number),
+                        seal.phone_index(phone.number),
                         phone.last4,
                         phone.extension,
                         phone.kind,
@@ -373,8 +403,8 @@ class CustomerBatchPreparer:
                 batch.emails.append(
                     (
                         offset,
-                        encrypt(email.address, context=self.email_context),
-                        blind_index(email.address, purpose=EMAIL_INDEX_PURPOSE),
+                        seal.email(email.address),
+                        seal.email_index(email.address),
                         email.label,
                         position == 0,
                         position,
@@ -389,7 +419,7 @@ class CustomerBatchPreparer:
                         address.city,
                         address.district,
                         # An empty street stays empty, as EncryptedTextField stores it.
-                        encrypt(address.street, context=self.street_context) if address.street else "",
+                        seal.street(address.street) if address.street else "",
                         address.postcode,
                         position == 0,
                         position,
