@@ -302,16 +302,14 @@ class CustomerBatchPreparer:
         self.email_context = _context(CustomerEmail, "address")
         self.street_context = _context(CustomerAddress, "street")
         self._now_read_at = -_CLOCK_REUSE_SECONDS
-        self._sealed_with: crypto.Keyring | None = None
-        self._bound: _Sealers | None = None
+        self._bound: tuple[crypto.Keyring, _Sealers] | None = None
         self._stored_now: Any = None
 
     def _sealers(self) -> _Sealers:
         """The encryption and blind index functions of the current keyring, bound per column."""
         keyring = crypto.load_keyring()
-        if self._sealed_with is not keyring:
-            self._sealed_with = keyring
-            self._bound = _Sealers(
+        if self._bound is None or self._bound[0] is not keyring:
+            sealers = _Sealers(
                 id_number=keyring.sealer(self.id_number_context),
                 id_number_index=keyring.blind_indexer(ID_NUMBER_INDEX_PURPOSE),
                 phone=keyring.sealer(self.phone_context),
@@ -320,8 +318,8 @@ class CustomerBatchPreparer:
                 email_index=keyring.blind_indexer(EMAIL_INDEX_PURPOSE),
                 street=keyring.sealer(self.street_context),
             )
-        assert self._bound is not None  # noqa: S101 -- set with _sealed_with
-        return self._bound
+            self._bound = (keyring, sealers)
+        return self._bound[1]
 
     def stored_now(self) -> Any:
         """The current time in stored form; an import prepares one row per call, so the clock is
