@@ -7,6 +7,8 @@ guarantee when a batch fails.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,51 @@ def test_staged_workers_in_forked_processes_write_every_row_once(tmp_path: Path)
     assert sorted(ImportedRecord.objects.filter(job=job).values_list("row_number", flat=True)) == list(
         range(2, 302)
     )
+
+
+class _Cyclic:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_collector_pauses_while_rows_are_handled_and_collects_after() -> None:
+    with pipeline._collector_paused(collect_after=True):
+        assert not gc.isenabled()
+        garbage = _Cyclic()
+        left = weakref.ref(garbage)
+        del garbage
+        assert left() is not None  # only the cyclic collector frees it
+    assert gc.isenabled()
+    assert left() is None
+
+
+def test_the_collector_stays_off_for_a_caller_that_turned_it_off() -> None:
+    gc.disable()
+    try:
+        with pipeline._collector_paused(collect_after=True):
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_an_import_leaves_the_collector_running_even_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = files.write_csv(tmp_path, "g.csv", [files.HEADERS, *files.customer_rows(30)])
+    job = import_run(
+        job=jobs.import_create(actor=None, kind="customers", source=path, file_name="g.csv"), workers=2
+    )
+    assert job.status == ImportStatus.DONE
+    assert gc.isenabled()
+
+    def refuse(*_args: Any) -> None:
+        raise IntegrityError("refused")
+
+    monkeypatch.setattr(CustomerHandler, "write_staged", refuse)
+    path = files.write_csv(tmp_path, "h.csv", [files.HEADERS, *files.customer_rows(30)])
+    with pytest.raises(IntegrityError):
+        import_run(
+            job=jobs.import_create(actor=None, kind="customers", source=path, file_name="h.csv"), workers=0
+        )
+    assert gc.isenabled()
