@@ -48,7 +48,7 @@ from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
 from kehu.dataops.services.importing.base import BatchOutcome, ImportContext
 from kehu.dataops.services.importing.customer_writes import WRITE_SECONDS, sort_rows, writer_for
 from kehu.dataops.services.importing.customers import ValidatedCustomer
-from kehu.dataops.services.importing.deferred_indexes import MatchKeys
+from kehu.dataops.services.importing.deferred_indexes import MatchKeys, newest_event
 
 # The customer columns the preparer computes (the id and code come from the main process).
 _PREPARED_CUSTOMER: Final = CUSTOMER_COLUMNS[2:]
@@ -265,17 +265,16 @@ def write_staged(stage: str, context: ImportContext) -> BatchOutcome:
                 cursor.executemany(f"UPDATE {stage}.customer SET skip = 1 WHERE slot = %s", skipped)  # noqa: S608
         cursor.execute(f"SELECT count(*) FROM {stage}.customer WHERE skip = 0")  # noqa: S608
         (count,) = cursor.fetchone()
-        created_ids: tuple[int, int] | None = None
+        creation_events: tuple[int, int] | None = None
         if count:
             started = time.monotonic()
-            first_id = _create(cursor, stage, count, context)
+            first_id, creation_events = _create(cursor, stage, count, context)
             WRITE_SECONDS[0] += time.monotonic() - started
-            created_ids = (first_id, first_id + count - 1)
             if match_keys is not None:
                 _remember_created(cursor, stage, first_id, match_keys)
         if match_keys is not None:
             # This batch's own updates (the created rows' events are skipped: added above).
-            match_keys.catch_up(cursor, created=created_ids)
+            match_keys.catch_up(cursor, known_events=creation_events)
         outcome.created += count
     return outcome
 
@@ -292,8 +291,12 @@ def _remember_created(cursor: Any, stage: str, first_id: int, match_keys: MatchK
         match_keys.add(kind, cursor.fetchall())
 
 
-def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
-    """Create the batch's rows that are not skipped; returns the first id given (ids are consecutive)."""
+def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tuple[int, tuple[int, int]]:
+    """Create the batch's rows that are not skipped.
+
+    Returns the first id given (ids are consecutive) and the id range of their creation events
+    (one statement in the batch's transaction: consecutive rowids too).
+    """
     writer = writer_for(context)
     numbers = reserve_numbers(CODE_SEQUENCE, count)
     ids = writer.reserve_customer_ids(cursor, count)
@@ -339,6 +342,8 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
             created.format(table="customer"),
             computed_params=[first_id, EventKind.CREATED.value, writer.preparer.creation_event_channel, "{}"],
         )
+        # One statement under the write lock: its ids are consecutive and the newest.
+        last_event = newest_event(cursor)
     # A dry run is never staged (pipeline._stages): the records are always written.
     cursor.execute(
         f"INSERT INTO {ImportedRecord._meta.db_table} "  # noqa: S608 -- model table name
@@ -346,4 +351,4 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> int:
         f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
         [context.job.pk, first_id, RecordAction.CREATED.value],
     )
-    return first_id
+    return first_id, (last_event - count + 1, last_event)
