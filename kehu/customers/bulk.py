@@ -348,11 +348,29 @@ class CustomerBatchPreparer:
         seal = self._sealers()
         stored_now = self.stored_now()
         empty_json = "{}"
+        # Encryption and blind indexes a column at a time: OpenSSL called in a tight loop runs
+        # about twice as fast as interleaved with the rest of each row's work.
+        id_numbers = [row.id_number or None for row in rows]
+        sealed_ids = iter([seal.id_number(value) if value else None for value in id_numbers])
+        id_indexes = iter([seal.id_number_index(value) if value else "" for value in id_numbers])
+        numbers = [phone.number for row in rows for phone in row.phones]
+        sealed_phones = iter([seal.phone(number) for number in numbers])
+        phone_indexes = iter([seal.phone_index(number) for number in numbers])
+        addresses = [email.address for row in rows for email in row.emails]
+        sealed_emails = iter([seal.email(address) for address in addresses])
+        email_indexes = iter([seal.email_index(address) for address in addresses])
+        # An empty street stays empty, as EncryptedTextField stores it.
+        sealed_streets = iter(
+            [
+                seal.street(address.street) if address.street else ""
+                for row in rows
+                for address in row.addresses
+            ]
+        )
         batch = PreparedBatch([], [], [], [], [], [])
         for offset, row in enumerate(rows):
             reading = name_pinyin(row.name)
             birthday = row.birthday
-            id_number = row.id_number or None
             created_at = stored_now if row.created_at is None else self._datetime(row.created_at)
             batch.customers.append(
                 (
@@ -366,8 +384,8 @@ class CustomerBatchPreparer:
                     row.lunar_birthday_month,
                     row.lunar_birthday_day,
                     row.lunar_birthday_is_leap_month,
-                    seal.id_number(id_number) if id_number else None,
-                    seal.id_number_index(id_number) if id_number else "",
+                    next(sealed_ids),
+                    next(id_indexes),
                     row.source,
                     row.external_id,
                     row.status,
@@ -387,8 +405,8 @@ class CustomerBatchPreparer:
                 batch.phones.append(
                     (
                         offset,
-                        seal.phone(phone.number),
-                        seal.phone_index(phone.number),
+                        next(sealed_phones),
+                        next(phone_indexes),
                         phone.last4,
                         phone.extension,
                         phone.kind,
@@ -399,14 +417,7 @@ class CustomerBatchPreparer:
                 )
             for position, email in enumerate(row.emails):
                 batch.emails.append(
-                    (
-                        offset,
-                        seal.email(email.address),
-                        seal.email_index(email.address),
-                        email.label,
-                        position == 0,
-                        position,
-                    )
+                    (offset, next(sealed_emails), next(email_indexes), email.label, position == 0, position)
                 )
             for position, address in enumerate(row.addresses):
                 batch.addresses.append(
@@ -416,8 +427,7 @@ class CustomerBatchPreparer:
                         address.province,
                         address.city,
                         address.district,
-                        # An empty street stays empty, as EncryptedTextField stores it.
-                        seal.street(address.street) if address.street else "",
+                        next(sealed_streets),
                         address.postcode,
                         position == 0,
                         position,

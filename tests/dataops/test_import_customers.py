@@ -131,6 +131,53 @@ def test_commit_creates_every_valid_row_once_with_its_contacts(tmp_path: Path) -
     assert audit.after["created"] == 3
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_each_row_keeps_its_own_contacts_when_rows_have_uneven_numbers_of_them(
+    tmp_path: Path, workers: int
+) -> None:
+    # Rows are prepared together, a column at a time: the contacts must still go to their row.
+    rows = [
+        ["赵一", "", "13800000001;13800000002", "", "", "", "上海", "", "", ""],
+        ["钱二", "", "", "qian@example.com", "", "", "", "", "", ""],
+        [
+            "孙三",
+            "",
+            "13800000003",
+            "sun@example.com;sun2@example.com",
+            "11010519491231002X",
+            "",
+            "北京",
+            "长安街1号",
+            "",
+            "",
+        ],
+        ["李四", "", "13800000004", "", "", "", "", "", "", ""],
+    ]
+    job = run(write(tmp_path, rows), workers=workers)
+
+    assert (job.rows_created, job.rows_failed) == (4, 0)
+    contacts = {
+        customer.name: (
+            [phone.number for phone in customer.phones.order_by("position")],
+            [email.address for email in customer.emails.order_by("position")],
+            [(address.city, address.street) for address in customer.addresses.all()],
+            customer.id_number,
+        )
+        for customer in Customer.objects.all()
+    }
+    assert contacts == {
+        "赵一": (["+8613800000001", "+8613800000002"], [], [("上海", "")], None),
+        "钱二": ([], ["qian@example.com"], [], None),
+        "孙三": (
+            ["+8613800000003"],
+            ["sun@example.com", "sun2@example.com"],
+            [("北京", "长安街1号")],
+            "11010519491231002X",
+        ),
+        "李四": (["+8613800000004"], [], [], None),
+    }
+
+
 def test_dry_run_writes_nothing_and_reports_errors_per_column(tmp_path: Path) -> None:
     rows = [
         *GOOD,

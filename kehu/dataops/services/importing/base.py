@@ -117,6 +117,9 @@ class RowHandler(Protocol):
         """Pure: the row's validated value (picklable) and its errors. No database."""
         ...
 
+    # Optional: ``prepare_valid(values, state)``, pure, the values ``validate`` accepted in one
+    # slice of rows, completed together (a handler whose rows need work best done column-wise).
+
     def write(self, rows: list[tuple[int, Any]], context: ImportContext) -> BatchOutcome:
         """Main process, inside the batch's transaction: write ``(row number, validated)`` pairs."""
         ...

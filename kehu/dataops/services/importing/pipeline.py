@@ -173,6 +173,7 @@ def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
     mapping = setup.mapping
     columns = setup.columns
     checked: list[Checked] = []
+    valid: list[int] = []
     for number, cells, problem, problem_column in chunk:
         if problem:
             checked.append((number, None, [(problem_column, problem)]))
@@ -186,6 +187,8 @@ def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
                 continue
             values[key] = f"{values[key]}\n{cell}" if key in values else cell
         validated, errors = handler.validate(values, state)
+        if not errors:
+            valid.append(len(checked))
         checked.append(
             (
                 number,
@@ -193,6 +196,11 @@ def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
                 [(columns.get(e.column_key, ""), e.reason) for e in errors],
             )
         )
+    prepare_valid = getattr(handler, "prepare_valid", None)
+    if prepare_valid is not None and valid:
+        prepared = prepare_valid([checked[index][1] for index in valid], state)
+        for index, value in zip(valid, prepared, strict=True):
+            checked[index] = (checked[index][0], value, checked[index][2])
     return checked
 
 
