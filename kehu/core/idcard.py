@@ -12,7 +12,6 @@ Masking for display is kehu.core.masking.mask_id_number (region prefix + last 4)
 from __future__ import annotations
 
 import datetime as dt
-import operator
 import unicodedata
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -84,10 +83,13 @@ class IdNumber:
 
 def check_character(first_17_digits: str) -> str:
     """The ISO 7064 MOD 11-2 check character for the first 17 digits of an ID number."""
-    if len(first_17_digits) != len(CHECK_WEIGHTS):
+    if not (
+        len(first_17_digits) == len(CHECK_WEIGHTS) and first_17_digits.isascii() and first_17_digits.isdigit()
+    ):
         raise ValueError("the check character needs exactly 17 digits")
-    weighted_sum = sum(map(operator.mul, map(int, first_17_digits), CHECK_WEIGHTS))
-    return CHECK_CHARACTERS[weighted_sum % 11]
+    # The weights are 2**17 … 2**1 (mod 11), and 13 = 2 (mod 11): read in base 13, the digits
+    # give half the weighted sum (mod 11) in one C call instead of 17 multiplications.
+    return CHECK_CHARACTERS[2 * int(first_17_digits, 13) % 11]
 
 
 def parse_id_number(

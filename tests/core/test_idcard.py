@@ -235,3 +235,21 @@ def test_any_text_is_either_an_id_number_or_a_validation_error(raw):
         return
     assert len(parsed.number) == 18
     assert check_character(parsed.number[:17]) == parsed.number[17]
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_the_check_character_is_iso_7064_mod_11_2(body: str) -> None:
+    weighted_sum = sum(
+        int(digit) * weight
+        for digit, weight in zip(body, (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2), strict=True)
+    )
+    assert check_character(body) == "10X98765432"[weighted_sum % 11]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["1" * 16, "1" * 18, "1234567890123456a", "１２３４５６７８９０１２３４５６７", "12345678901234５67"],
+)
+def test_the_check_character_needs_17_ascii_digits(body: str) -> None:
+    with pytest.raises(ValueError, match="17 digits"):
+        check_character(body)
