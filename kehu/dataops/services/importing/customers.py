@@ -119,6 +119,7 @@ class ValidatedCustomer(NamedTuple):
     ``customer``, ``phones``, ``emails``, ``addresses`` and ``event`` are the row's
     ``PreparedBatch`` entries (contacts still start with offset 0); ``row_data`` is the clean
     row for updates of existing customers (``row`` rebuilds it); ``given`` the keys with a value.
+    Both are empty unless the run updates existing customers (``CustomerState.keep_values``).
     """
 
     row_data: tuple[Any, ...]
@@ -327,7 +328,6 @@ def validate_customer(
     values: dict[str, str], state: CustomerState
 ) -> tuple[tuple[Any, ...] | None, list[CellError]]:
     """The validated row and its stored form, or the reasons it was refused (pure: no database)."""
-    errors = Errors()
     cell_errors: list[CellError] = []
 
     def refuse(key: str, reason: str) -> None:
@@ -456,6 +456,7 @@ def validate_customer(
             refuse("marketing_consent", str(error))
 
     custom: dict[str, Any] = {}
+    errors = Errors()
     for definition in state.definitions:
         raw: Any = values.get(f"{CUSTOM_FIELD_PREFIX}{definition.key}", "")
         if not raw:
@@ -495,28 +496,33 @@ def validate_customer(
         marketing_consent=consent,
         created_by_id=state.created_by_id,
     )
-    row_data = (
-        name,
-        gender,
-        birthday,
-        row.id_number,
-        tuple((phone.number, phone.last4, phone.kind, phone.extension) for phone in phones),
-        tuple(email.address for email in emails),
-        tuple(
-            (address.province, address.city, address.district, address.street, address.postcode)
-            for address in addresses
-        ),
-        row.tags,
-        state.owner_id,
-        state.department_id,
-        source,
-        external_id,
-        status,
-        notes,
-        custom,
-        consent,
-        state.created_by_id,
-    )
+    # Only an update of an existing customer reads the clean row and the given keys.
+    row_data: tuple[Any, ...] = ()
+    given: tuple[str, ...] = ()
+    if state.keep_values:
+        row_data = (
+            name,
+            gender,
+            birthday,
+            row.id_number,
+            tuple((phone.number, phone.last4, phone.kind, phone.extension) for phone in phones),
+            tuple(email.address for email in emails),
+            tuple(
+                (address.province, address.city, address.district, address.street, address.postcode)
+                for address in addresses
+            ),
+            row.tags,
+            state.owner_id,
+            state.department_id,
+            source,
+            external_id,
+            status,
+            notes,
+            custom,
+            consent,
+            state.created_by_id,
+        )
+        given = tuple(key for key, value in values.items() if value)
     # A plain tuple in ValidatedCustomer's field order: pickled several times faster than the
     # named tuple; write_customers wraps it again. Until prepare_customers fills them, the
     # prepared parts are the row itself and empty lists.
@@ -528,7 +534,7 @@ def validate_customer(
         [],
         row.tags,
         None,
-        tuple(key for key, value in values.items() if value),
+        given,
     ), []
 
 
