@@ -224,7 +224,9 @@ class MatchKeys:
         """
         table = CustomerEvent._meta.db_table
         if known_events is None:
-            cursor.execute(f"SELECT DISTINCT customer_id FROM {table} WHERE id > %s", [self.events_seen])  # noqa: S608 -- model table name
+            # Not DISTINCT: with it the planner walks the whole customer_id index instead of
+            # the rowid range (27 ms per batch at a million events, for no rows).
+            cursor.execute(f"SELECT customer_id FROM {table} WHERE id > %s", [self.events_seen])  # noqa: S608 -- model table name
         else:
             # Two rowid ranges around the batch's own events: excluding them by a condition on
             # each row read the twenty thousand of them again per batch.
@@ -234,7 +236,7 @@ class MatchKeys:
                 f"UNION SELECT customer_id FROM {table} WHERE id > %s",
                 [self.events_seen, first, last],
             )
-        changed = [customer_id for (customer_id,) in cursor.fetchall()]
+        changed = sorted({customer_id for (customer_id,) in cursor.fetchall()})
         newest = newest_event(cursor)
         if changed:
             self.load(cursor, changed)
