@@ -91,6 +91,19 @@ def test_nonces_never_repeat_across_a_fork(keyring_sandbox):
     assert not child_nonces & parent_nonces
 
 
+def test_a_column_sealed_at_once_decrypts_value_by_value_each_with_its_own_nonce(keyring_sandbox):
+    keyring = crypto.load_keyring()
+    values = ["13800138000", "13800138000", "张三@例子.中国", "x" * 300]
+    tokens = keyring.column_sealer(PHONE_CONTEXT)(values)
+
+    assert [crypto.decrypt(token, context=PHONE_CONTEXT) for token in tokens] == values
+    assert len({_nonce(token) for token in tokens}) == len(values)
+    assert keyring.column_sealer(PHONE_CONTEXT)([]) == []
+    assert keyring.column_indexer("phone")(values) == [
+        crypto.blind_index(value, purpose="phone") for value in values
+    ]
+
+
 def test_an_empty_value_is_stored_empty(keyring_sandbox):
     user = UserFactory(phone="")
     assert _stored_phone(user) == ""
