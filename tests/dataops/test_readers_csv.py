@@ -477,3 +477,29 @@ def test_binary_behind_a_byte_order_mark_is_still_binary(tmp_path: Path, bom: by
     path = write(tmp_path, bom + bytes((i * 7919 + 13) % 256 for i in range(20_000)))
     with pytest.raises(FileRefused, match="binary"):
         inspect_file(path, file_name="x.csv")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_count_rows_of_a_file_without_quotes_matches_iteration(tmp_path: Path, newline: str) -> None:
+    # Counted line by line, without parsing: blank lines, lines of only delimiters, a cell of
+    # spaces, a ragged row and a trailing line without a line break must count as iteration does.
+    lines = [
+        "姓名,手机,城市",
+        "张三,13800138000,上海",
+        "",
+        ",,",
+        "李四,,",
+        "  ,,",
+        "王五,13900139000",
+        ",,",
+        "赵六,13700137000,北京",
+    ]
+    path = tmp_path / f"plain-{len(newline)}.csv"
+    path.write_bytes(newline.join(lines).encode("utf-8"))
+    info, rows = read(path)
+    assert count_rows(path, info) == len(rows) == 5
+
+    quoted = tmp_path / "quoted-late.csv"
+    quoted.write_bytes(newline.join([*lines, '"钱七\n续",13600136000,广州']).encode("utf-8"))
+    info, rows = read(quoted)
+    assert count_rows(quoted, info) == len(rows) == 6

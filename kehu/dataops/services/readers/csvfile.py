@@ -361,9 +361,33 @@ def _nul(number: int, cells: list[str], info: SourceInfo) -> SourceRow:
 
 def count_csv(path: Path, info: SourceInfo) -> int:
     """Data rows iter_csv() would yield (about a second per million rows)."""
+    unquoted = _count_unquoted(path, info)
+    if unquoted is not None:
+        return unquoted
     count = 0
     for _row in iter_csv(path, info):
         count += 1
+    return count
+
+
+def _count_unquoted(path: Path, info: SourceInfo) -> int | None:
+    """count_csv() for a file without a quote character: one record per line, no parsing.
+
+    Without quotes every physical line is one record, and a record iter_csv() skips is one
+    whose cells are all empty: a line of nothing but delimiters. A quarter of the time of
+    parsing; None, to parse after all, at the first quote or a line too long for the csv module.
+    """
+    limit = csv.field_size_limit()
+    blank = f"{info.delimiter}\r\n"
+    header_row = info.header_row
+    number = count = 0
+    with _open(path, info.encoding) as f:
+        for line in f:
+            if '"' in line or len(line) > limit:
+                return None
+            number += 1
+            if number > header_row and line.strip(blank):
+                count += 1
     return count
 
 
