@@ -1,8 +1,8 @@
 """The customer row handler: validate cells with the customer validators, write in bulk.
 
-Validation runs in worker processes and also computes the stored form of the row (pinyin,
-ciphertexts, blind indexes) with ``CustomerBatchPreparer``, so that the main process only
-looks up matches and writes: that is what lets an import use both cores (DESIGN.md §7).
+Validation runs in worker processes, which then compute the stored form of a slice's valid
+rows together (pinyin, ciphertexts, blind indexes: ``prepare_customers``), so that the main
+process only looks up matches and writes: that is what lets an import use both cores (DESIGN.md §7).
 
 Rows that match a customer by phone, email or ID number (blind indexes) follow the job's match
 mode. A row matching a customer that an earlier row of the same file created is an in-file
@@ -455,25 +455,7 @@ def validate_customer(
         except ValueError as error:
             refuse("marketing_consent", str(error))
 
-    custom: dict[str, Any] = {}
-    errors = Errors()
-    for definition in state.definitions:
-        raw: Any = values.get(f"{CUSTOM_FIELD_PREFIX}{definition.key}", "")
-        if not raw:
-            if definition.is_required:
-                errors.add(f"custom_fields.{definition.key}", _("This field is required."))
-            continue
-        raw = _custom_cell(definition, raw, refuse)
-        if raw is None:
-            continue
-        # The validator takes a model instance; _Definition has the attributes it reads.
-        cleaned = clean_custom_value(definition, raw, errors)  # type: ignore[arg-type]
-        if cleaned is not None and f"custom_fields.{definition.key}" not in errors.by_field:
-            custom[definition.key] = cleaned
-
-    for key, reasons in errors.by_field.items():
-        column = _column_for(key)
-        cell_errors.extend(CellError(column, reason) for reason in reasons)
+    custom = _custom_values(values, state, refuse) if state.definitions else {}
     if cell_errors:
         return None, cell_errors
 
@@ -545,32 +527,43 @@ def prepare_customers(values: list[tuple[Any, ...]], state: CustomerState) -> li
     OpenSSL interleaved with a row's Python validation ran at half its speed.
     """
     batch = state.preparer.prepare([value[1] for value in values])
-    phones: list[list[tuple[Any, ...]]] = [[] for _value in values]
-    emails: list[list[tuple[Any, ...]]] = [[] for _value in values]
-    addresses: list[list[tuple[Any, ...]]] = [[] for _value in values]
-    # The contacts keep ValidatedCustomer's form: offset 0, the row's own.
-    for entry in batch.phones:
-        phones[entry[0]].append((0, *entry[1:]))
-    for entry in batch.emails:
-        emails[entry[0]].append((0, *entry[1:]))
-    for entry in batch.addresses:
-        addresses[entry[0]].append((0, *entry[1:]))
+    # Each row's phones, emails and addresses, in ValidatedCustomer's form: offset 0, its own.
+    contacts: list[list[list[tuple[Any, ...]]]] = [[[], [], []] for _value in values]
+    for kind, entries in enumerate((batch.phones, batch.emails, batch.addresses)):
+        for entry in entries:
+            contacts[entry[0]][kind].append((0, *entry[1:]))
     events: list[tuple[Any, ...] | None] = [None] * len(values)
     for entry in batch.events:
         events[entry[0]] = (0, *entry[1:])
-    return [
-        (
-            value[0],
-            customer,
-            phones[offset],
-            emails[offset],
-            addresses[offset],
-            value[5],
-            events[offset],
-            value[7],
-        )
-        for offset, (value, customer) in enumerate(zip(values, batch.customers, strict=True))
-    ]
+    prepared = []
+    for offset, (value, customer) in enumerate(zip(values, batch.customers, strict=True)):
+        row_data, _row, _phones, _emails, _addresses, tags, _event, given = value
+        prepared.append((row_data, customer, *contacts[offset], tags, events[offset], given))
+    return prepared
+
+
+def _custom_values(values: dict[str, str], state: CustomerState, refuse: Any) -> dict[str, Any]:
+    """The row's custom fields, cleaned by the custom-field validators; refusals go to ``refuse``."""
+    custom: dict[str, Any] = {}
+    errors = Errors()
+    for definition in state.definitions:
+        raw: Any = values.get(f"{CUSTOM_FIELD_PREFIX}{definition.key}", "")
+        if not raw:
+            if definition.is_required:
+                errors.add(f"custom_fields.{definition.key}", _("This field is required."))
+            continue
+        raw = _custom_cell(definition, raw, refuse)
+        if raw is None:
+            continue
+        # The validator takes a model instance; _Definition has the attributes it reads.
+        cleaned = clean_custom_value(definition, raw, errors)  # type: ignore[arg-type]
+        if cleaned is not None and f"custom_fields.{definition.key}" not in errors.by_field:
+            custom[definition.key] = cleaned
+    for key, reasons in errors.by_field.items():
+        column = _column_for(key)
+        for reason in reasons:
+            refuse(column, reason)
+    return custom
 
 
 def _custom_cell(definition: _Definition, raw: str, refuse: Any) -> Any:
