@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -248,8 +247,7 @@ def _context(model: type[models.Model], name: str) -> str:
     return context
 
 
-# Not frozen: an import prepares one row per batch, and a frozen dataclass's __init__ costs a
-# setattr call per field (its lists are mutable in any case).
+# Not frozen: its lists are filled after it is made.
 @dataclass(slots=True)
 class PreparedBatch:
     """A batch with every derived column computed, waiting only for ids and codes.
@@ -269,9 +267,6 @@ class PreparedBatch:
     def __len__(self) -> int:
         return len(self.customers)
 
-
-# How long a row's creation time may lag the clock (one row's preparation takes microseconds).
-_CLOCK_REUSE_SECONDS: Final = 0.5
 
 # Read once: an enum member's .value goes through a descriptor on every access.
 _CREATED: str = EventKind.CREATED.value
@@ -303,9 +298,7 @@ class CustomerBatchPreparer:
         self.phone_context = _context(CustomerPhone, "number")
         self.email_context = _context(CustomerEmail, "address")
         self.street_context = _context(CustomerAddress, "street")
-        self._now_read_at = -_CLOCK_REUSE_SECONDS
         self._bound: tuple[crypto.Keyring, _Sealers] | None = None
-        self._stored_now: Any = None
 
     def _sealers(self) -> _Sealers:
         """The encryption and blind index functions of the current keyring, bound per column."""
@@ -323,16 +316,6 @@ class CustomerBatchPreparer:
             self._bound = (keyring, sealers)
         return self._bound[1]
 
-    def stored_now(self) -> Any:
-        """The current time in stored form; an import prepares one row per call, so the clock is
-        read and formatted once in :data:`_CLOCK_REUSE_SECONDS`, not once per row."""
-        # The wall clock, not a monotonic one: a test that moves the clock moves this too.
-        tick = time.time()
-        if abs(tick - self._now_read_at) >= _CLOCK_REUSE_SECONDS:
-            self._stored_now = self._datetime(timezone.now())
-            self._now_read_at = tick
-        return self._stored_now
-
     def _datetime(self, value: dt.datetime) -> Any:
         if self.vendor == "sqlite":
             # What the ORM stores on SQLite: naive UTC text (DatabaseOperations.adapt_datetimefield_value).
@@ -348,7 +331,7 @@ class CustomerBatchPreparer:
 
     def prepare(self, rows: Sequence[CustomerRow]) -> PreparedBatch:
         seal = self._sealers()
-        stored_now = self.stored_now()
+        stored_now = self._datetime(timezone.now())
         empty_json = "{}"
         # Encryption and blind indexes a column at a time: OpenSSL called in a tight loop runs
         # about twice as fast as interleaved with the rest of each row's work.
