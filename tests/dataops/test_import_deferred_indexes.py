@@ -10,16 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection
 
 from kehu.core.crypto import blind_index
+from kehu.customers.bulk import CUSTOMER_COLUMNS
 from kehu.customers.models import ID_NUMBER_INDEX_PURPOSE, PHONE_INDEX_PURPOSE, Customer, CustomerPhone
 from kehu.customers.services import customer_create
 from kehu.dataops.models import ImportedRecord, ImportJob, ImportStatus
 from kehu.dataops.services.importing import deferred_indexes, jobs
-from kehu.dataops.services.importing.deferred_indexes import MARKER, MatchKeys
+from kehu.dataops.services.importing.customer_staging import CustomerStage, _remember_created
+from kehu.dataops.services.importing.deferred_indexes import MARKER, MatchKeys, key_prefixes, shared_slots
 from kehu.dataops.services.importing.pipeline import import_run
 from tests.dataops import files
 
@@ -209,3 +212,49 @@ def test_match_keys_propose_candidates_by_prefix_and_hold_repeated_keys() -> Non
     assert keys.candidates("phone", [other, "short"]) == {3}
     assert keys.candidates("email", [shared]) == set()
     assert keys.present("email", [shared]) == [False]
+
+
+def test_shared_slots_are_those_holding_a_key_another_slot_holds() -> None:
+    prefixes = key_prefixes([_phone_index(f"1380013800{digit}") for digit in (0, 1, 0, 2, 2, 3, 1)])
+    slots = np.array([0, 1, 2, 3, 3, 4, 5], dtype=np.int64)
+
+    # Slot 3 holds one number twice: a repeat within a row is no duplicate of another row.
+    assert shared_slots(slots, prefixes).tolist() == [0, 1, 2, 5]
+    assert shared_slots(slots[:1], prefixes[:1]).tolist() == []
+
+
+def test_a_worker_stages_the_match_keys_and_created_rows_get_ids_past_the_skipped_ones(
+    tmp_path: Path,
+) -> None:
+    phones = [_phone_index(f"1390013900{slot}") for slot in range(5)]
+    id_number = _id_index("11010519491231002X")
+    stage = CustomerStage(tmp_path / "stage.sqlite3", keep_values=False)
+    customer = ["无名"] + [None] * (len(CUSTOMER_COLUMNS) - 3)
+    rows = []
+    for slot, phone in enumerate(phones):
+        row_customer = list(customer)
+        row_customer[CUSTOMER_COLUMNS.index("id_number_index") - 2] = id_number if slot == 4 else ""
+        phone_tuple = (0, "+8613900139000", phone, "9000", "", "mobile", "", True, 0)
+        rows.append((slot + 2, (None, tuple(row_customer), [phone_tuple], [], [], [], None, None)))
+    # A row whose email key is not a blind index (none are in practice): always looked at.
+    rows[1][1][3].append((0, "a@example.com", "not-a-blind-index", "", True, 0))
+    stage.add(rows)
+    keys = stage.close()
+
+    assert keys.slots["phone"].tolist() == [0, 1, 2, 3, 4]
+    assert keys.prefixes["phone"].tolist() == key_prefixes(phones).tolist()
+    assert keys.slots["id_number"].tolist() == [4]
+    assert keys.slots["email"].tolist() == []
+    assert keys.irregular == [1]
+
+    match_keys = MatchKeys()
+    # Slots 1 and 3 were matched to existing customers; the others were created from id 100 on.
+    _remember_created(keys, [3, 1], 100, match_keys)
+    assert [match_keys.candidates("phone", [phone]) for phone in phones] == [
+        {100},
+        set(),
+        {101},
+        set(),
+        {102},
+    ]
+    assert match_keys.candidates("id_number", [id_number]) == {102}

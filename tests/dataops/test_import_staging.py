@@ -104,9 +104,9 @@ def test_staged_and_direct_writes_store_the_same(tmp_path: Path, monkeypatch: py
     staged_batches: list[str] = []
     real_write_staged = CustomerHandler.write_staged
 
-    def counted(handler: CustomerHandler, stage: str, context: Any) -> Any:
+    def counted(handler: CustomerHandler, stage: str, context: Any, keys: Any) -> Any:
         staged_batches.append(stage)
-        return real_write_staged(handler, stage, context)
+        return real_write_staged(handler, stage, context, keys)
 
     monkeypatch.setattr(CustomerHandler, "write_staged", counted)
     staged_job = _import(tmp_path, "staged.csv")

@@ -67,7 +67,7 @@ from kehu.dataops.services.importing.fields import CUSTOM_FIELD_PREFIX, custom_t
 from kehu.dataops.services.values import parse_bool, parse_date
 
 if TYPE_CHECKING:
-    from kehu.dataops.services.importing.customer_staging import CustomerStage
+    from kehu.dataops.services.importing.customer_staging import CustomerStage, StagedKeys
 
 _PHONE_SPLIT: Final = re.compile(r"[,;/|，；、\n]+")
 _EMAIL_SPLIT: Final = re.compile(r"[,;|，；、\s]+")
@@ -253,10 +253,10 @@ class CustomerHandler:
         assert isinstance(state, CustomerState)  # noqa: S101 -- prepare_context's own value
         return CustomerStage(path, keep_values=state.keep_values)
 
-    def write_staged(self, stage: str, context: ImportContext) -> BatchOutcome:
+    def write_staged(self, stage: str, context: ImportContext, keys: StagedKeys) -> BatchOutcome:
         from kehu.dataops.services.importing.customer_staging import write_staged
 
-        return write_staged(stage, context)
+        return write_staged(stage, context, keys)
 
     def undo(self, context: ImportContext) -> int:
         return customer_updates.undo_customers(context)

@@ -132,10 +132,39 @@ def restore_deferred_indexes(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     return created
 
 
-def _prefixes(values: Sequence[str]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+Prefixes = np.ndarray[Any, np.dtype[np.uint64]]
+Ids = np.ndarray[Any, np.dtype[np.int64]]
+
+
+def is_blind_index(value: str) -> bool:
+    """Whether ``value`` has a blind index's shape (only those have a key prefix)."""
+    return len(value) == _BLIND_INDEX_LENGTH
+
+
+def key_prefixes(values: Sequence[str]) -> Prefixes:
     """The first 64 bits of each blind index, as unsigned integers."""
     packed = bytes.fromhex("".join(value[:_PREFIX_DIGITS] for value in values))
     return np.frombuffer(packed, dtype=">u8").astype(np.uint64)
+
+
+def shared_slots(slots: Ids, prefixes: Prefixes) -> Ids:
+    """The slots holding a key prefix that another slot holds too (a slot's own repeats aside).
+
+    Prefixes, not whole keys: two different keys sharing 64 bits only send their rows to the
+    exact comparison, which tells them apart.
+    """
+    if len(slots) < 2:
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((slots, prefixes))
+    keys, holders = prefixes[order], slots[order]
+    distinct = np.ones(len(keys), dtype=bool)
+    distinct[1:] = (keys[1:] != keys[:-1]) | (holders[1:] != holders[:-1])
+    keys, holders = keys[distinct], holders[distinct]
+    repeated = keys[1:] == keys[:-1]
+    shared = np.zeros(len(keys), dtype=bool)
+    shared[1:] |= repeated
+    shared[:-1] |= repeated
+    return np.unique(holders[shared])
 
 
 class MatchKeys:
@@ -156,11 +185,16 @@ class MatchKeys:
 
     def add(self, kind: str, pairs: Iterable[tuple[str, int]]) -> None:
         """Record ``(blind index, customer id)`` pairs of one kind."""
-        kept = [(value, customer_id) for value, customer_id in pairs if len(value) == _BLIND_INDEX_LENGTH]
+        kept = [(value, customer_id) for value, customer_id in pairs if is_blind_index(value)]
         if not kept:
             return
-        new_keys = _prefixes([value for value, _id in kept])
         new_ids = np.fromiter((customer_id for _value, customer_id in kept), dtype=np.int64, count=len(kept))
+        self.add_prefixes(kind, key_prefixes([value for value, _id in kept]), new_ids)
+
+    def add_prefixes(self, kind: str, new_keys: Prefixes, new_ids: Ids) -> None:
+        """Record customers' key prefixes of one kind (``new_ids[i]`` holds ``new_keys[i]``)."""
+        if not len(new_keys):
+            return
         order = np.argsort(new_keys, kind="stable")
         new_keys, new_ids = new_keys[order], new_ids[order]
         # Inserting sorted keys at their places copies the arrays once, not a sort of them all.
@@ -170,23 +204,33 @@ class MatchKeys:
 
     def present(self, kind: str, values: Sequence[str]) -> list[bool]:
         """Whether each value's key prefix belongs to some customer (a candidate, not a match)."""
+        if not values:
+            return []
+        regular = [is_blind_index(value) for value in values]
+        wanted = key_prefixes(
+            [
+                value if shaped else "0" * _BLIND_INDEX_LENGTH
+                for value, shaped in zip(values, regular, strict=True)
+            ]
+        )
+        found = self.present_prefixes(kind, wanted)
+        return [bool(hit) and shaped for hit, shaped in zip(found, regular, strict=True)]
+
+    def present_prefixes(self, kind: str, wanted: Prefixes) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Whether each key prefix belongs to some customer (a candidate, not a match)."""
         keys = self._keys[kind]
-        if not values or not len(keys):
-            return [False] * len(values)
-        wanted = _prefixes([value if len(value) == _BLIND_INDEX_LENGTH else "0" * 32 for value in values])
+        if not len(keys):
+            return np.zeros(len(wanted), dtype=bool)
         places = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        found = keys[places] == wanted
-        return [
-            bool(hit) and len(value) == _BLIND_INDEX_LENGTH for hit, value in zip(found, values, strict=True)
-        ]
+        return np.asarray(keys[places] == wanted)
 
     def candidates(self, kind: str, values: Iterable[str]) -> set[int]:
         """Ids of the customers whose key prefix equals one of ``values``'."""
-        listed = [value for value in values if len(value) == _BLIND_INDEX_LENGTH]
+        listed = [value for value in values if is_blind_index(value)]
         keys = self._keys[kind]
         if not listed or not len(keys):
             return set()
-        wanted = _prefixes(listed)
+        wanted = key_prefixes(listed)
         starts = np.searchsorted(keys, wanted, side="left")
         ends = np.searchsorted(keys, wanted, side="right")
         ids = self._ids[kind]

@@ -154,6 +154,8 @@ class StagedChunk:
     rows: int
     failed: list[Checked]
     path: str
+    # What the stage's close() returned about the rows (handed to the handler's write_staged).
+    summary: Any = None
 
 
 def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
@@ -214,8 +216,8 @@ def _stage_chunk(chunk: list[RawRow], path: str, setup: RunSetup) -> StagedChunk
             stage.add([(number, value) for number, value, errors in checked if not errors])
             failed.extend(row for row in checked if row[2])
     finally:
-        stage.close()
-    return StagedChunk(rows=len(chunk), failed=failed, path=path)
+        summary = stage.close()
+    return StagedChunk(rows=len(chunk), failed=failed, path=path, summary=summary)
 
 
 def _stage_chunk_packed(packed_chunk: bytes, path: str) -> bytes:
@@ -493,9 +495,9 @@ def _write_batch(
 ) -> None:
     if isinstance(checked, StagedChunk):
         with _attached(checked):
-            _write_batch_rows(job, context, setup, checked.failed, checked.rows, staged=True)
+            _write_batch_rows(job, context, setup, checked.failed, checked.rows, staged=checked)
     else:
-        _write_batch_rows(job, context, setup, checked, len(checked), staged=False)
+        _write_batch_rows(job, context, setup, checked, len(checked), staged=None)
 
 
 def _write_batch_rows(
@@ -505,7 +507,7 @@ def _write_batch_rows(
     checked: list[Checked],
     row_count: int,
     *,
-    staged: bool,
+    staged: StagedChunk | None,
 ) -> None:
     """One transaction: the handler's writes, the row errors and the checkpoint.
 
@@ -521,8 +523,8 @@ def _write_batch_rows(
     processed_before = job.rows_processed
     with transaction.atomic():
         outcome = None
-        if staged:
-            outcome = handler.write_staged(STAGE_SCHEMA, context)
+        if staged is not None:
+            outcome = handler.write_staged(STAGE_SCHEMA, context, staged.summary)
             for number, cell_errors in outcome.errors.items():
                 errors_by_row.setdefault(number, []).extend(
                     (columns.get(error.column_key, ""), error.reason) for error in cell_errors
