@@ -17,13 +17,14 @@ import pytest
 from django.db import IntegrityError, connection
 from django.utils import translation
 
-from kehu.customers.models import Customer
+from kehu.customers.models import Customer, CustomerAddress, CustomerEmail, CustomerPhone
 from kehu.customers.services import customer_create
 from kehu.dataops.models import ImportedRecord, ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing import jobs, pipeline
 from kehu.dataops.services.importing.customers import CustomerHandler
 from kehu.dataops.services.importing.pipeline import import_run
 from tests.dataops import files
+from tests.factories import DepartmentFactory
 
 # Outside a transaction: the only place an import stages its rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,3 +221,120 @@ def test_an_import_leaves_the_collector_running_even_when_it_fails(
             job=jobs.import_create(actor=None, kind="customers", source=path, file_name="h.csv"), workers=0
         )
     assert gc.isenabled()
+
+
+def _storage_classes(model: Any, customer_id: int) -> list[tuple[str, ...]]:
+    """SQLite's storage class of every column of the customer's rows in ``model``'s table: a
+    NULL stored as '' or 0 reads back the same through the ORM, not here."""
+    columns = [field.column for field in model._meta.concrete_fields]
+    key = "id" if model is Customer else "customer_id"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(f'typeof({column})' for column in columns)} FROM {model._meta.db_table} "  # noqa: S608 -- model names
+            f"WHERE {key} = %s ORDER BY id",
+            [customer_id],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _stored_columns(job: ImportJob) -> list[Any]:
+    """Every stored column of the job's customers and their contacts, by file row; times only
+    as what they must equal."""
+    stored = []
+    for record in ImportedRecord.objects.filter(job=job).order_by("row_number"):
+        customer = Customer.objects.get(pk=record.object_id)
+        fields = {
+            field.attname: getattr(customer, field.attname)
+            for field in Customer._meta.concrete_fields
+            if field.attname not in ("id", "code", "created_at", "updated_at", "consent_updated_at")
+        }
+        event = customer.events.get()
+        stored.append(
+            (
+                record.row_number,
+                fields,
+                _storage_classes(Customer, customer.pk),
+                customer.updated_at == customer.created_at == event.occurred_at,
+                customer.consent_updated_at
+                == (None if customer.marketing_consent is None else customer.created_at),
+                (event.kind, event.channel, event.actor_id),
+                [
+                    (
+                        p.number,
+                        p.number_index,
+                        p.last4,
+                        p.extension,
+                        p.kind,
+                        p.label,
+                        p.is_primary,
+                        p.position,
+                    )
+                    for p in customer.phones.order_by("position")
+                ],
+                [
+                    (e.address, e.address_index, e.label, e.is_primary, e.position)
+                    for e in customer.emails.order_by("position")
+                ],
+                [
+                    (a.label, a.province, a.city, a.district, a.street, a.postcode, a.is_primary, a.position)
+                    for a in customer.addresses.order_by("position")
+                ],
+                [
+                    _storage_classes(model, customer.pk)
+                    for model in (CustomerPhone, CustomerEmail, CustomerAddress)
+                ],
+            )
+        )
+    return stored
+
+
+def test_staged_rows_store_every_column_a_direct_write_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_user: Any
+) -> None:
+    clerk = make_user(
+        permissions=["imports.create", "imports.change", "imports.delete", "customers.create"],
+        department=DepartmentFactory(name="南京店"),
+    )
+    headers = ["姓名", "性别", "生日", "手机", "邮箱", "省份", "城市", "地址", "邮编", "营销同意", "备注"]
+    rows = [
+        ["张三", "男", "1990-05-06", "13800138000; 021-62345678", "z@example.com", "江苏省", "南京市", "中山路 1 号", "210000", "是", "常客"],
+        ["李四", "", "", "13900139000", "", "", "", "", "", "否", ""],
+        ["王五", "女", "", "", "w@example.com, w2@example.com", "", "苏州", "", "", "", ""],
+    ]  # fmt: skip
+
+    def run(name: str) -> list[Any]:
+        path = files.write_csv(tmp_path, name, [headers, *rows])
+        job = jobs.import_create(actor=clerk, kind="customers", source=path, file_name=name)
+        job = import_run(job=job, workers=0)
+        assert (job.rows_created, job.rows_failed) == (3, 0)
+        stored = _stored_columns(job)
+        jobs.import_undo(actor=clerk, job=job)
+        return stored
+
+    staged = run("staged.csv")
+    monkeypatch.setattr(pipeline, "_stages", lambda handler, context: False)
+    direct = run("direct.csv")
+
+    assert staged == direct
+    first, second, third = (row[1] for row in staged)
+    birthday_column = [field.column for field in Customer._meta.concrete_fields].index("birthday")
+    assert staged[1][2][0][birthday_column] == "null"
+    assert (first["owner_id"], first["department_id"], first["created_by_id"]) == (
+        clerk.pk,
+        clerk.department_id,
+        clerk.pk,
+    )
+    assert (first["marketing_consent"], second["marketing_consent"], third["marketing_consent"]) == (
+        True,
+        False,
+        None,
+    )
+    assert (first["birthday_month_day"], second["birthday"], second["birthday_month_day"]) == (
+        506,
+        None,
+        None,
+    )
+    assert (second["lunar_birthday_month"], second["id_number"], second["version"]) == (None, None, 1)
+    assert all(row[3] and row[4] for row in staged)
+    assert [phone[6] for phone in staged[0][6]] == [True, False]
+    assert [email[3] for email in staged[2][7]] == [True, False]

@@ -63,6 +63,28 @@ from kehu.dataops.services.importing.deferred_indexes import (
 
 # The customer columns the preparer computes (the id and code come from the main process).
 _PREPARED_CUSTOMER: Final = CUSTOMER_COLUMNS[2:]
+# How the copy reads each prepared column from the staged row "s". Binding None or a bool costs
+# pysqlite about ten times an int or a string (both go through its adaptation protocol): the
+# stage holds 0, -1 or '' in place of NULL, and does not hold what the copy can compute.
+_FROM_STAGE: Final = {
+    "birthday": "nullif(s.birthday, '')",
+    "birthday_month_day": "nullif(s.birthday_month_day, 0)",
+    "lunar_birthday_month": "nullif(s.lunar_birthday_month, 0)",
+    "lunar_birthday_day": "nullif(s.lunar_birthday_day, 0)",
+    "id_number": "nullif(s.id_number, '')",
+    "owner_id": "nullif(s.owner_id, 0)",
+    "department_id": "nullif(s.department_id, 0)",
+    "marketing_consent": "nullif(s.marketing_consent, -1)",
+    # The preparer's: the time of the write when the row says yes or no, else none.
+    "consent_updated_at": "CASE WHEN s.marketing_consent = -1 THEN NULL ELSE s.created_at END",
+    "version": "1",
+    "updated_at": "s.created_at",
+    "created_by_id": "nullif(s.created_by_id, 0)",
+    # A customer's first phone, email and address are the primary ones (the preparer's rule).
+    "is_primary": 's."position" = 0',
+}
+_COMPUTED: Final = ("consent_updated_at", "version", "updated_at", "is_primary")
+_STAGED_CUSTOMER: Final = tuple(column for column in _PREPARED_CUSTOMER if column not in _COMPUTED)
 _CHILD_TABLES: Final = (
     ("phone", PHONE_COLUMNS[1:]),
     ("email", EMAIL_COLUMNS[1:]),
@@ -70,12 +92,34 @@ _CHILD_TABLES: Final = (
 )
 # A staged customer's "created" timeline event is not staged: it is made from the staged
 # customer (its time is the customer's created_at, its actor the customer's created_by).
-_EVENT_SQL: Final = '%s + k.seq, s."created_at", %s, s."created_by_id", %s, %s'
+_EVENT_SQL: Final = f'%s + k.seq, s."created_at", %s, {_FROM_STAGE["created_by_id"]}, %s, %s'
 # Where the blind indexes sit in the staged tuples: (slot, number, kept, skip, *customer) and
 # (slot, *contact) (kehu.customers.bulk's column lists).
-_STAGED_ID_INDEX: Final = 4 + CUSTOMER_COLUMNS.index("id_number_index") - 2
+_STAGED_ID_INDEX: Final = 4 + _STAGED_CUSTOMER.index("id_number_index")
 _STAGED_PHONE_INDEX: Final = PHONE_COLUMNS.index("number_index")
 _STAGED_EMAIL_INDEX: Final = EMAIL_COLUMNS.index("address_index")
+
+
+def _staged_columns(columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(column for column in columns if column not in _COMPUTED)
+
+
+def _from_stage(columns: Sequence[str]) -> str:
+    """The select list reading ``columns`` (prepared columns, in order) from the staged row."""
+    return ", ".join(_FROM_STAGE.get(column, f's."{column}"') for column in columns)
+
+
+def _staged_customer(slot: int, number: int, kept: Any, customer: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A prepared customer tuple in the stage's form (``_STAGED_CUSTOMER``, no None, no bool)."""
+    (name, name_pinyin, initials, search_pinyin, gender, birthday, month_day, lunar_month, lunar_day,
+     lunar_leap, id_number, id_index, source, external_id, status, owner_id, department_id, notes,
+     custom_fields, consent, _consent_at, _version, created_at, _updated_at, created_by_id) = customer  # fmt: skip
+    return (
+        slot, number, kept, 0, name, name_pinyin, initials, search_pinyin, gender, birthday or "",
+        month_day or 0, lunar_month or 0, lunar_day or 0, 1 if lunar_leap else 0, id_number or "",
+        id_index, source, external_id, status, owner_id or 0, department_id or 0, notes, custom_fields,
+        -1 if consent is None else (1 if consent else 0), created_at, created_by_id or 0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -118,16 +162,18 @@ class CustomerStage:
         self.database.execute("PRAGMA synchronous = OFF")
         self.database.execute(
             "CREATE TABLE customer (slot INTEGER PRIMARY KEY, row_number INTEGER NOT NULL, "
-            f"kept_value BLOB, skip INTEGER NOT NULL DEFAULT 0, {_quoted(_PREPARED_CUSTOMER)})"
+            f"kept_value BLOB, skip INTEGER NOT NULL DEFAULT 0, {_quoted(_STAGED_CUSTOMER)})"
         )
         for table, columns in _CHILD_TABLES:
-            self.database.execute(f"CREATE TABLE {table} (slot INTEGER NOT NULL, {_quoted(columns)})")
+            self.database.execute(
+                f"CREATE TABLE {table} (slot INTEGER NOT NULL, {_quoted(_staged_columns(columns))})"
+            )
         self.database.execute("CREATE TABLE tag (slot INTEGER NOT NULL, name TEXT NOT NULL)")
         self.database.execute("BEGIN")
-        width = len(_PREPARED_CUSTOMER) + 4
+        width = len(_STAGED_CUSTOMER) + 4
         self._customer_sql = f"INSERT INTO customer VALUES ({', '.join(['?'] * width)})"  # noqa: S608 -- constant names
         self._child_sql = {
-            table: f"INSERT INTO {table} VALUES ({', '.join(['?'] * (len(columns) + 1))})"  # noqa: S608 -- constant names
+            table: f"INSERT INTO {table} VALUES ({', '.join(['?'] * (len(_staged_columns(columns)) + 1))})"  # noqa: S608 -- constant names
             for table, columns in _CHILD_TABLES
         }
 
@@ -144,15 +190,16 @@ class CustomerStage:
         # contacts (generator expressions and named-tuple wrapping cost more than the work).
         for number, value in rows:
             _row_data, customer, row_phones, row_emails, row_addresses, row_tags, _event, _given = value
-            kept = dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if keep_values else None
-            customers.append((slot, number, kept, 0, *customer))
-            # The contacts' tuples start with offset 0: the slot replaces it.
+            kept = dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if keep_values else 0
+            customers.append(_staged_customer(slot, number, kept, customer))
+            # The contacts' tuples start with offset 0, which the slot replaces; is_primary
+            # (second to last) is not staged.
             for phone in row_phones:
-                phones.append((slot, *phone[1:]))
+                phones.append((slot, *phone[1:-2], phone[-1]))
             for email in row_emails:
-                emails.append((slot, *email[1:]))
+                emails.append((slot, *email[1:-2], email[-1]))
             for address in row_addresses:
-                addresses.append((slot, *address[1:]))
+                addresses.append((slot, *address[1:-2], address[-1]))
             # validate_customer has already dropped repeated tags.
             for name in row_tags:
                 tags.append((slot, name))
@@ -368,14 +415,14 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tupl
     with deferred_search_indexing():
         writer.customers.insert_select(
             cursor,
-            f"{customer_id}, printf(%s, %s + k.seq), {_quoted(_PREPARED_CUSTOMER, 's')}",
+            f"{customer_id}, printf(%s, %s + k.seq), {_from_stage(_PREPARED_CUSTOMER)}",
             created.format(table="customer") + " ORDER BY k.slot",
             computed_params=[first_id, f"{CODE_PREFIX}%0{CODE_DIGITS}d", first_number],
         )
         for table, columns in _CHILD_TABLES:
             writer_tables[table].insert_select(
                 cursor,
-                f"{customer_id}, {_quoted(columns, 's')}",
+                f"{customer_id}, {_from_stage(columns)}",
                 created.format(table=table),
                 computed_params=[first_id],
             )
