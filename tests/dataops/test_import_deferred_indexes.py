@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection
 from kehu.core.crypto import blind_index
 from kehu.customers.bulk import CUSTOMER_COLUMNS
 from kehu.customers.models import ID_NUMBER_INDEX_PURPOSE, PHONE_INDEX_PURPOSE, Customer, CustomerPhone
+from kehu.customers.search import SEARCH_AUTOMERGE_BULK, SEARCH_AUTOMERGE_DEFAULT, search_automerge
 from kehu.customers.services import customer_create
 from kehu.dataops.models import ImportedRecord, ImportJob, ImportStatus
 from kehu.dataops.services.importing import deferred_indexes, jobs
@@ -73,9 +74,11 @@ def test_a_deferred_run_stores_what_a_run_with_the_indexes_stores(tmp_path: Path
     statements = _index_statements()
     assert sorted(statements) == sorted(DEFERRED_NAMES)
     missing_during_run: list[set[str]] = []
+    automerge_during_run: list[int] = []
 
     def watch(job: ImportJob) -> None:
         missing_during_run.append(set(DEFERRED_NAMES) - set(_index_statements()))
+        automerge_during_run.append(search_automerge())
 
     settings.IMPORT_DEFER_INDEXES_MIN_ROWS = 1
     deferred_job = _import(tmp_path, "deferred.csv", _deferring_rows(), on_progress=watch)
@@ -83,6 +86,9 @@ def test_a_deferred_run_stores_what_a_run_with_the_indexes_stores(tmp_path: Path
 
     assert missing_during_run == [set(DEFERRED_NAMES)] * 3
     assert _index_statements() == statements
+    # The search tables merge less eagerly while the indexes are away, as usual after.
+    assert automerge_during_run == [SEARCH_AUTOMERGE_BULK] * 3
+    assert search_automerge() == SEARCH_AUTOMERGE_DEFAULT
     deferred_job.refresh_from_db()
     assert MARKER not in deferred_job.options
     jobs.import_undo(actor=None, job=deferred_job)
@@ -164,10 +170,12 @@ def test_indexes_a_killed_run_dropped_come_back_before_migrate_and_before_the_ne
     # What a run killed after dropping them leaves behind.
     assert sorted(deferred_indexes.defer_indexes(killed)) == sorted(DEFERRED_NAMES)
     assert _index_statements() == {}
+    assert search_automerge() == SEARCH_AUTOMERGE_BULK
 
     call_command("migrate", verbosity=0)
 
     assert _index_statements() == statements
+    assert search_automerge() == SEARCH_AUTOMERGE_DEFAULT
     killed.refresh_from_db()
     assert MARKER not in killed.options
 

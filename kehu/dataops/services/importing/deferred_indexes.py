@@ -17,6 +17,8 @@ them when it starts and creates them again when it ends. Meanwhile:
 - Customers that others create or change while the import runs are read again at the start of
   every batch: every service that changes a customer writes an event on its timeline, and the
   events above the last one seen name them. The batch's own updates are read the same way.
+- The search tables (FTS5) merge their segments less eagerly (``SEARCH_AUTOMERGE_BULK``) until
+  the indexes come back.
 - The dropped indexes' statements are kept in the job's options (``deferred_indexes``) in the
   same transaction that drops them. A run killed before the end leaves them there, and
   :func:`restore_deferred_indexes` creates them again: at the start of every import run and
@@ -35,6 +37,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from kehu.customers.models import Customer, CustomerEmail, CustomerEvent, CustomerPhone
+from kehu.customers.search import SEARCH_AUTOMERGE_BULK, SEARCH_AUTOMERGE_DEFAULT, set_search_automerge
 from kehu.dataops.models import ImportJob
 
 # (model, index name) of the indexes a large import builds at the end.
@@ -84,6 +87,7 @@ def defer_indexes(job: ImportJob, *, using: str = DEFAULT_DB_ALIAS) -> list[str]
                 statements[name] = str(found[0])
         for name in statements:
             cursor.execute(f"DROP INDEX {database.ops.quote_name(name)}")
+        set_search_automerge(SEARCH_AUTOMERGE_BULK, using=using)
         job.options = {**job.options, MARKER: statements}
         ImportJob.objects.using(using).filter(pk=job.pk).update(options=job.options)
     return list(statements)
@@ -126,6 +130,7 @@ def restore_deferred_indexes(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
                             created.append(name)
                     options = {key: value for key, value in job.options.items() if key != MARKER}
                     ImportJob.objects.using(using).filter(pk=job.pk).update(options=options)
+                set_search_automerge(SEARCH_AUTOMERGE_DEFAULT, using=using)
         finally:
             cursor.execute(f"PRAGMA temp_store = {int(temp_store)}")
             cursor.execute(f"PRAGMA threads = {int(threads)}")
