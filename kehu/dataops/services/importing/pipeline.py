@@ -41,6 +41,7 @@ from kehu.core.errors import Conflict
 from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
+from kehu.dataops.services.readers import RowRange, SourceInfo, read_range
 
 # Files with fewer rows are validated in the main process: forking workers would cost more than
 # it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
@@ -112,6 +113,8 @@ class RunSetup:
     mapping: list[tuple[int, str]]
     # Target key → the header(s) mapped to it, for error messages.
     columns: dict[str, str]
+    # The stored file and what inspect_file() found: workers read row ranges from it themselves.
+    source: tuple[Path, SourceInfo] | None = None
 
 
 # A worker process's run, set by the pool's initializer.
@@ -220,6 +223,28 @@ def _stage_chunk(chunk: list[RawRow], path: str, setup: RunSetup) -> StagedChunk
     return StagedChunk(rows=len(chunk), failed=failed, path=path, summary=summary)
 
 
+def _range_chunk(part: RowRange, setup: RunSetup) -> list[RawRow]:
+    """The raw rows of a range of the file (in a worker: the main process only cut the file)."""
+    assert setup.source is not None  # noqa: S101 -- ranges are cut only from a run's own file
+    path, info = setup.source
+    return [(row.number, row.values, row.problem, row.problem_column) for row in read_range(path, info, part)]
+
+
+def _stage_range(part: RowRange, path: str) -> bytes:
+    """:func:`_stage_chunk` on a range of the file, read here (see :func:`_checked_batches`)."""
+    setup = _WORKER_SETUP[0]
+    with _collector_paused():
+        staged = _stage_chunk(_range_chunk(part, setup), path, setup)
+        return pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _check_range(part: RowRange) -> bytes:
+    """:func:`_check_chunk_packed` on a range of the file, read here."""
+    setup = _WORKER_SETUP[0]
+    with _collector_paused():
+        return pickle.dumps(_check_chunk(_range_chunk(part, setup), setup), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _stage_chunk_packed(packed_chunk: bytes, path: str) -> bytes:
     """:func:`_stage_chunk` on a chunk the main process pickled (see :func:`_checked_batches`)."""
     with _collector_paused():
@@ -239,23 +264,29 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[RawRow]]:
         yield chunk
 
 
-def _stage_path(stage_dir: Path, chunk: list[RawRow]) -> str:
-    return str(stage_dir / f"rows-{chunk[0][0]}.sqlite3")
+def _stage_path(stage_dir: Path, first_number: int) -> str:
+    return str(stage_dir / f"rows-{first_number}.sqlite3")
+
+
+def _forks(workers: int) -> bool:
+    return workers >= 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _checked_batches(
-    chunks: Iterator[list[RawRow]], workers: int, setup: RunSetup, stage_dir: Path | None = None
+    chunks: Iterator[list[RawRow] | RowRange], workers: int, setup: RunSetup, stage_dir: Path | None = None
 ) -> Iterator[list[Checked] | StagedChunk]:
     """Validated chunks in file order, from ``workers`` forked processes (0: in this process).
 
+    A chunk is its raw rows, or a :class:`RowRange` of the file that whoever validates it reads.
     With ``stage_dir``, each chunk is staged in a scratch file there (:class:`StagedChunk`).
     """
-    if workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for chunk in chunks:
+    if not _forks(workers):
+        for item in chunks:
+            chunk = _range_chunk(item, setup) if isinstance(item, RowRange) else item
             yield (
                 _check_chunk(chunk, setup)
                 if stage_dir is None
-                else _stage_chunk(chunk, _stage_path(stage_dir, chunk), setup)
+                else _stage_chunk(chunk, _stage_path(stage_dir, chunk[0][0]), setup)
             )
         return
     context = multiprocessing.get_context("fork")
@@ -269,12 +300,19 @@ def _checked_batches(
                 chunk = next(chunks, None)
                 if chunk is None:
                     return
-                if stage_dir is None:
+                if isinstance(chunk, RowRange):
+                    # The worker reads the range itself: nothing of it is parsed or pickled here.
+                    if stage_dir is None:
+                        pending.append(pool.apply_async(_check_range, (chunk,)))
+                    else:
+                        path = _stage_path(stage_dir, chunk.first_number)
+                        pending.append(pool.apply_async(_stage_range, (chunk, path)))
+                elif stage_dir is None:
                     pending.append(pool.apply_async(_check_chunk_packed, (chunk,)))
                 else:
                     # Pickled here, at once: a waiting chunk of raw rows then holds a fifth of the
                     # memory its row lists would (staged batches are four times the size).
-                    path = _stage_path(stage_dir, chunk)
+                    path = _stage_path(stage_dir, chunk[0][0])
                     packed_chunk = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
                     del chunk
                     pending.append(pool.apply_async(_stage_chunk_packed, (packed_chunk, path)))
@@ -366,7 +404,7 @@ def import_run(
     ``workers`` defaults to the number of cores; 0 validates in this process. A dry run writes
     nothing but the row errors and the totals.
     """
-    from kehu.dataops.services.readers import count_rows, inspect_file, iter_rows
+    from kehu.dataops.services.readers import count_rows, inspect_file, iter_rows, row_ranges_of
 
     handler = get_handler(job.kind)
     job = _claim(job, dry_run=dry_run)
@@ -388,6 +426,7 @@ def import_run(
                 state=handler.prepare_context(context),
                 mapping=sorted((int(index), key) for index, key in job.mapping.items() if key),
                 columns=_column_headers(list(info.headers), job.mapping),
+                source=(path, info),
             )
             # A run killed while a big import had its lookup indexes dropped left them so.
             restore_deferred_indexes()
@@ -395,13 +434,24 @@ def import_run(
             stage_dir = _stage_dir(job) if _stages(handler, context) else None
             context.staged = stage_dir is not None
             with session(context) if session else contextlib.nullcontext():
-                rows = iter_rows(path, info, skip=job.rows_processed)
                 size = batch_rows or (
                     settings.IMPORT_STAGED_BATCH_ROWS if stage_dir else settings.IMPORT_BATCH_ROWS
                 )
                 if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
                     workers = 0
-                batches = _checked_batches(_chunks(rows, size), _worker_count(workers), setup, stage_dir)
+                worker_count = _worker_count(workers)
+                # Workers read their own rows when the file can be cut without parsing it.
+                ranges = (
+                    row_ranges_of(path, info, rows_per_range=size, skip=job.rows_processed)
+                    if _forks(worker_count)
+                    else None
+                )
+                chunks: Iterator[list[RawRow] | RowRange] = (
+                    iter(ranges)
+                    if ranges is not None
+                    else _chunks(iter_rows(path, info, skip=job.rows_processed), size)
+                )
+                batches = _checked_batches(chunks, worker_count, setup, stage_dir)
                 with _collector_paused(collect_after=True):
                     for checked in batches:
                         _write_batch(job, context, setup, checked)

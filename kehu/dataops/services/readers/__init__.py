@@ -23,7 +23,16 @@ from .base import (
     SourceInfo,
     SourceRow,
 )
-from .csvfile import MAX_CELL_LINES, MAX_LINE_BYTES, count_csv, inspect_csv, iter_csv
+from .csvfile import (
+    MAX_CELL_LINES,
+    MAX_LINE_BYTES,
+    RowRange,
+    count_csv,
+    inspect_csv,
+    iter_csv,
+    read_range,
+    row_ranges,
+)
 from .detect import sniff_format
 from .xlsxfile import count_xlsx, inspect_xlsx, iter_xlsx
 
@@ -36,11 +45,14 @@ __all__ = [
     "MAX_XLSX_RATIO",
     "MAX_XLSX_UNCOMPRESSED_BYTES",
     "FileRefused",
+    "RowRange",
     "SourceInfo",
     "SourceRow",
     "count_rows",
     "inspect_file",
     "iter_rows",
+    "read_range",
+    "row_ranges_of",
 ]
 
 
@@ -60,6 +72,16 @@ def iter_rows(path: Path, info: SourceInfo, *, skip: int = 0) -> Iterator[Source
     if info.file_format == "xlsx":
         return iter_xlsx(path, info, skip=skip)
     return iter_csv(path, info, skip=skip)
+
+
+def row_ranges_of(
+    path: Path, info: SourceInfo, *, rows_per_range: int, skip: int = 0
+) -> list[RowRange] | None:
+    """iter_rows() cut into ranges that worker processes read themselves, or None (see
+    csvfile.row_ranges): CSV only."""
+    if info.file_format != "csv":
+        return None
+    return row_ranges(path, info, rows_per_range=rows_per_range, skip=skip)
 
 
 def count_rows(path: Path, info: SourceInfo) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from django.utils.translation import gettext as _
 
@@ -199,82 +201,89 @@ def iter_csv(path: Path, info: SourceInfo, *, skip: int = 0) -> Iterator[SourceR
     swallowed can be read again. The common row (one line, the right width) costs about a
     microsecond and a half; measured, a variant reading the file directly was no faster.
     """
+    errors_at_start = _decode_errors[0]
+    with _open(path, info.encoding) as f:
+        yield from _rows_of(f, info, skip=skip, before=0, errors_at_start=errors_at_start)
+
+
+def _rows_of(
+    f: TextIO, info: SourceInfo, *, skip: int, before: int, errors_at_start: int
+) -> Iterator[SourceRow]:
+    """iter_csv() over the text ``f``, whose first line is the file's row ``before + 1``."""
     headers = info.headers
     width = len(headers)
     delimiter = info.delimiter
     header_row = info.header_row
-    errors_at_start = _decode_errors[0]
-    with _open(path, info.encoding) as f:
-        pending: deque[str] = deque()
-        buf: list[str] = []
-        reader = _reader(_lines(f, pending, buf), delimiter)
-        number = 0
-        while True:
-            try:
-                for cells in reader:
-                    number += 1
-                    if len(buf) == 1 and len(cells) == width:
-                        # The fast path: one line, the right width.
-                        line = buf[0]
-                        buf.clear()
-                        if number <= header_row or not any(cells):
-                            continue
-                        if skip:
-                            skip -= 1
-                            continue
-                        if "'" in line:
-                            cells = [unneutralise(c) for c in cells]
-                        if "\ufffd" in line and _decode_errors[0] != errors_at_start:
-                            yield _undecodable(number, cells, info)
-                            continue
-                        if "\x00" in line:
-                            yield _nul(number, cells, info)
-                            continue
-                        yield SourceRow(number, cells)
-                        continue
-                    if number <= header_row:
-                        buf.clear()
-                        continue
-                    first_line = buf[0] if len(buf) > 1 else None
-                    row = _odd_record(number, cells, headers, delimiter, broken_first_line=first_line)
-                    if len(buf) > 1 and row is not None and row.problem:
-                        # A record spanning lines that does not fit: a quote left open.
-                        # Report its first line and read on from the line after it.
-                        pending.extendleft(reversed(buf[1:]))
-                        buf.clear()
-                        reader = _reader(_lines(f, pending, buf), delimiter)
-                        if skip:
-                            skip -= 1
-                        else:
-                            yield row
-                        break
-                    line_text = "".join(buf)
+    pending: deque[str] = deque()
+    buf: list[str] = []
+    reader = _reader(_lines(f, pending, buf), delimiter)
+    number = before
+    while True:
+        try:
+            for cells in reader:
+                number += 1
+                if len(buf) == 1 and len(cells) == width:
+                    # The fast path: one line, the right width.
+                    line = buf[0]
                     buf.clear()
-                    if row is None:
+                    if number <= header_row or not any(cells):
                         continue
                     if skip:
                         skip -= 1
                         continue
-                    if not row.problem and "\ufffd" in line_text and _decode_errors[0] != errors_at_start:
-                        row = _undecodable(number, row.values, info)
-                    elif not row.problem and "\x00" in line_text:
-                        row = _nul(number, row.values, info)
-                    yield row
-                else:
-                    return
-            except (csv.Error, _Runaway) as error:
-                number += 1
-                row = _broken_record(number, error, buf, headers, delimiter)
-                if len(buf) > 1 or isinstance(error, _Runaway):
-                    pending.extendleft(reversed(buf[1:]))
-                    reader = _reader(_lines(f, pending, buf), delimiter)
-                buf.clear()
+                    if "'" in line:
+                        cells = [unneutralise(c) for c in cells]
+                    if "\ufffd" in line and _decode_errors[0] != errors_at_start:
+                        yield _undecodable(number, cells, info)
+                        continue
+                    if "\x00" in line:
+                        yield _nul(number, cells, info)
+                        continue
+                    yield SourceRow(number, cells)
+                    continue
                 if number <= header_row:
+                    buf.clear()
+                    continue
+                first_line = buf[0] if len(buf) > 1 else None
+                row = _odd_record(number, cells, headers, delimiter, broken_first_line=first_line)
+                if len(buf) > 1 and row is not None and row.problem:
+                    # A record spanning lines that does not fit: a quote left open.
+                    # Report its first line and read on from the line after it.
+                    pending.extendleft(reversed(buf[1:]))
+                    buf.clear()
+                    reader = _reader(_lines(f, pending, buf), delimiter)
+                    if skip:
+                        skip -= 1
+                    else:
+                        yield row
+                    break
+                line_text = "".join(buf)
+                buf.clear()
+                if row is None:
                     continue
                 if skip:
                     skip -= 1
                     continue
+                if not row.problem and "\ufffd" in line_text and _decode_errors[0] != errors_at_start:
+                    row = _undecodable(number, row.values, info)
+                elif not row.problem and "\x00" in line_text:
+                    row = _nul(number, row.values, info)
                 yield row
+            else:
+                return
+        except (csv.Error, _Runaway) as error:
+            number += 1
+            row = _broken_record(number, error, buf, headers, delimiter)
+            if len(buf) > 1 or isinstance(error, _Runaway):
+                pending.extendleft(reversed(buf[1:]))
+                reader = _reader(_lines(f, pending, buf), delimiter)
+            buf.clear()
+            if number <= header_row:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            yield row
 
 
 def _odd_record(
@@ -389,6 +398,85 @@ def _count_unquoted(path: Path, info: SourceInfo) -> int | None:
             if number > header_row and line.strip(blank):
                 count += 1
     return count
+
+
+# Encodings in which the bytes of a line break, of a quote and of the ASCII delimiters never
+# occur inside another character: a file in one can be cut at any b"\n" and its pieces decoded
+# apart. (Not UTF-16 or UTF-32, whose characters hold such bytes.)
+_CUTTABLE_ENCODINGS: Final = frozenset(
+    {"utf-8", "utf-8-sig", "gb18030", "big5", "ascii", "iso8859-1", "cp1252"}
+)
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Consecutive data rows of an unquoted CSV file, as the bytes ``start`` to ``end``: a
+    worker process reads and parses them itself (:func:`read_range`), so that the process
+    handing out the work only finds where lines end."""
+
+    start: int
+    end: int
+    # The file's row number of the range's first line.
+    first_number: int
+    # The data rows in it (blank lines are not rows).
+    rows: int
+
+
+def row_ranges(path: Path, info: SourceInfo, *, rows_per_range: int, skip: int = 0) -> list[RowRange] | None:
+    """The data rows after the first ``skip``, cut into ranges of ``rows_per_range``.
+
+    None when the file cannot be cut without parsing it: an encoding not known to be safe to
+    cut, a quote character anywhere (a quoted cell may hold a line break), a carriage return
+    other than before a line feed, or a line too long for the csv module. Then iter_csv() reads it.
+    """
+    encoding = codecs.lookup(info.encoding).name
+    if encoding not in _CUTTABLE_ENCODINGS or not info.delimiter.isascii():
+        return None
+    limit = csv.field_size_limit()
+    blank = f"{info.delimiter}\r\n".encode("ascii")
+    header_row = info.header_row
+    ranges: list[RowRange] = []
+    number = offset = start = first_number = rows = 0
+    with path.open("rb") as f:
+        for line in f:
+            number += 1
+            if b'"' in line or len(line) > limit:
+                return None
+            carriage_return = line.find(b"\r")
+            if carriage_return >= 0 and not (carriage_return == len(line) - 2 and line.endswith(b"\r\n")):
+                return None
+            size = len(line)
+            offset += size
+            if number <= header_row:
+                continue
+            if line.strip(blank):
+                if skip:
+                    skip -= 1
+                    continue
+                if not rows:
+                    start, first_number = offset - size, number
+                rows += 1
+                if rows == rows_per_range:
+                    ranges.append(RowRange(start, offset, first_number, rows))
+                    rows = 0
+    if rows:
+        ranges.append(RowRange(start, offset, first_number, rows))
+    return ranges
+
+
+def read_range(path: Path, info: SourceInfo, part: RowRange) -> list[SourceRow]:
+    """The rows of one range, exactly as iter_csv() yields them from the whole file."""
+    errors_at_start = _decode_errors[0]
+    with path.open("rb") as f:
+        f.seek(part.start)
+        data = f.read(part.end - part.start)
+    # A byte-order mark belongs to the start of the file, which no range of data rows holds.
+    encoding = "utf-8" if codecs.lookup(info.encoding).name == "utf-8-sig" else info.encoding
+    text = io.StringIO(data.decode(encoding, errors=_ERRORS), newline="")
+    rows = list(_rows_of(text, info, skip=0, before=part.first_number - 1, errors_at_start=errors_at_start))
+    if len(rows) != part.rows:
+        raise RuntimeError(f"rows {part.first_number}…: expected {part.rows} data rows, read {len(rows)}")
+    return rows
 
 
 def check_line_lengths(path: Path, *, file_name: str) -> None:
