@@ -12,7 +12,7 @@ import pytest
 
 from kehu.dataops.models import ImportRowError
 from kehu.dataops.services.importing import jobs
-from kehu.dataops.services.importing.pipeline import import_run
+from kehu.dataops.services.importing.pipeline import _tapered, import_run
 from kehu.dataops.services.readers import (
     SourceInfo,
     SourceRow,
@@ -148,3 +148,18 @@ def test_workers_reading_ranges_import_what_one_process_imports(tmp_path: Path) 
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == (59, 57, 2)
     assert [number for number, _reason in outcomes[0][1]] == [11, 32]
+
+
+def test_pieces_join_into_whole_chunks_but_the_last_ones(tmp_path: Path) -> None:
+    path, info = _write(
+        tmp_path, HEADER.encode() + b"".join(b"x%d,1,y\r\n\r\n" % number for number in range(22))
+    )
+    pieces = row_ranges_of(path, info, rows_per_range=2)
+    assert pieces is not None
+    assert len(pieces) == 11
+
+    chunks = list(_tapered(pieces, 4, tail=3))
+
+    assert [chunk.rows for chunk in chunks] == [8, 8, 2, 2, 2]
+    assert [row for chunk in chunks for row in read_range(path, info, chunk)] == list(iter_rows(path, info))
+    assert list(_tapered(pieces[:2], 4, tail=3)) == pieces[:2]
