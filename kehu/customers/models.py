@@ -206,7 +206,8 @@ class CustomerTag(models.Model):
 
 
 class CustomerPhone(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="phones")
+    # Indexed by customer_phone_unique_per_customer (customer, number_index).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="phones", db_index=False)
     number = EncryptedTextField(_("phone"))  # E.164, e.g. +8613800138000
     number_index = models.CharField(max_length=32, editable=False)
     last4 = models.CharField(max_length=4, editable=False)
@@ -235,7 +236,8 @@ class CustomerPhone(models.Model):
 
 
 class CustomerEmail(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="emails")
+    # Indexed by customer_email_unique_per_customer (customer, address_index).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="emails", db_index=False)
     address = EncryptedTextField(_("email"))
     address_index = models.CharField(max_length=32, editable=False)
     label = models.CharField(_("label"), max_length=30, blank=True, default="")
@@ -360,7 +362,8 @@ class CustomerEvent(models.Model):
     shows, never a plain sensitive value (those are in ``CustomerChange``, encrypted).
     """
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    # Indexed by customer_event_timeline_idx (customer, -occurred_at, -id).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events", db_index=False)
     occurred_at = models.DateTimeField(_("time"), default=timezone.now)
     kind = models.CharField(_("kind"), max_length=32)
     actor = models.ForeignKey(

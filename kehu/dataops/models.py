@@ -145,7 +145,8 @@ class ImportedRecord(models.Model):
     update replaced.
     """
 
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="records")
+    # Indexed by imported_record_once_per_row (job, row_number, model).
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="records", db_index=False)
     row_number = models.BigIntegerField(_("row"))
     # "customer", "card", "order", "interaction"
     model = models.CharField(max_length=16)
