@@ -36,7 +36,11 @@ def _indexes(model: Any) -> dict[str, dict[str, Any]]:
 def test_a_column_a_composite_index_leads_has_no_index_of_its_own(model: Any, column: str) -> None:
     indexes = _indexes(model)
 
-    alone = [name for name, info in indexes.items() if info["columns"] == [column] and not info["primary_key"]]
-    leading = [name for name, info in indexes.items() if len(info["columns"]) > 1 and info["columns"][0] == column]
+    alone = [
+        name for name, info in indexes.items() if info["columns"] == [column] and not info["primary_key"]
+    ]
+    leading = [
+        name for name, info in indexes.items() if len(info["columns"]) > 1 and info["columns"][0] == column
+    ]
     assert alone == []
     assert leading, f"nothing indexes {model._meta.db_table}.{column} any more"

@@ -12,10 +12,13 @@ import pytest
 
 from kehu.dataops.models import ImportRowError
 from kehu.dataops.services.importing import jobs
-from kehu.dataops.services.importing.pipeline import _tapered, import_run
+from kehu.dataops.services.importing.pipeline import _source_chunks, _tapered, import_run
 from kehu.dataops.services.readers import (
+    ParseFrom,
+    RowRange,
     SourceInfo,
     SourceRow,
+    csvfile,
     inspect_file,
     iter_rows,
     read_range,
@@ -45,15 +48,42 @@ def _write(tmp_path: Path, content: bytes, name: str = "r.csv") -> tuple[Path, S
     return path, inspect_file(path, file_name=name)
 
 
+@pytest.fixture(params=[7, 64, None], ids=["7-byte-blocks", "64-byte-blocks", "default-blocks"])
+def block_bytes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small scan blocks put block ends inside lines, rows and ranges of these small files."""
+    if request.param:
+        monkeypatch.setattr(csvfile, "_CUT_BLOCK_BYTES", request.param)
+
+
+def _ranges(path: Path, info: SourceInfo, size: int, skip: int = 0) -> list[RowRange]:
+    ranges = list(row_ranges_of(path, info, rows_per_range=size, skip=skip))
+    assert all(isinstance(part, RowRange) for part in ranges)
+    return ranges  # type: ignore[return-value]
+
+
 def _through_ranges(path: Path, info: SourceInfo, size: int, skip: int = 0) -> list[SourceRow]:
-    ranges = row_ranges_of(path, info, rows_per_range=size, skip=skip)
-    assert ranges is not None
+    ranges = _ranges(path, info, size, skip)
     assert all(0 < part.rows <= size for part in ranges)
     return [row for part in ranges for row in read_range(path, info, part)]
 
 
+def _chunked_rows(path: Path, info: SourceInfo, *, size: int, skip: int) -> list[SourceRow]:
+    """The rows of the chunks the pipeline hands out: ranges read as a worker reads them, then
+    parsed rows."""
+    return [
+        row
+        for chunk in _source_chunks(path, info, size=size, skip=skip, ranges=True, tail=1)
+        for row in (
+            read_range(path, info, chunk)
+            if isinstance(chunk, RowRange)
+            else [SourceRow(*raw) for raw in chunk]
+        )
+    ]
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 100])
 @pytest.mark.parametrize("skip", [0, 1, 4])
+@pytest.mark.usefixtures("block_bytes")
 def test_ranges_hold_exactly_the_rows_of_the_whole_file(tmp_path: Path, size: int, skip: int) -> None:
     # Blank lines and a separator line before the header move every row number.
     path, info = _write(tmp_path, b"\r\n,,\r\n" + HEADER.encode() + b"".join(BODY))
@@ -102,18 +132,37 @@ def test_ranges_of_other_encodings_and_line_ends_read_the_same(tmp_path: Path) -
         pytest.param(HEADER.encode("utf-16") + "张三,13800138000,上海\r\n".encode("utf-16-le"), id="utf-16"),
     ],
 )
-def test_files_that_cannot_be_cut_safely_are_parsed_whole(tmp_path: Path, content: bytes) -> None:
+def test_what_cannot_be_cut_safely_is_parsed(tmp_path: Path, content: bytes) -> None:
     path, info = _write(tmp_path, content)
+    items = list(row_ranges_of(path, info, rows_per_range=1))
 
-    assert row_ranges_of(path, info, rows_per_range=1) is None
-    assert list(iter_rows(path, info))
+    assert isinstance(items[-1], ParseFrom)
+    assert _chunked_rows(path, info, size=1, skip=0) == list(iter_rows(path, info))
+
+
+@pytest.mark.usefixtures("block_bytes")
+def test_cutting_stops_where_the_file_stops_being_safe_to_cut_and_parsing_reads_on(tmp_path: Path) -> None:
+    good = b"".join(b"x%d,1380013%04d,y\r\n" % (number, number) for number in range(30))
+    quoted = b'"q,1",13800139999,z\r\n'
+    path, info = _write(tmp_path, HEADER.encode() + good + quoted + good + b"".join(BODY))
+    whole = list(iter_rows(path, info))
+    items = list(row_ranges_of(path, info, rows_per_range=4))
+
+    # Whole ranges before the quoted row's block only: the rest is parsed.
+    assert isinstance(items[-1], ParseFrom)
+    assert all(isinstance(item, RowRange) for item in items[:-1])
+    assert items[-1].skip == sum(item.rows for item in items[:-1])  # type: ignore[union-attr]
+    assert items[-1].skip <= 30
+    for skip in (0, 5):
+        assert _chunked_rows(path, info, size=8, skip=skip) == whole[skip:]
+    assert any(
+        isinstance(chunk, list) for chunk in _source_chunks(path, info, size=8, skip=0, ranges=True, tail=1)
+    )
 
 
 def test_a_range_that_does_not_hold_its_rows_is_refused(tmp_path: Path) -> None:
     path, info = _write(tmp_path, HEADER.encode() + b"".join(BODY))
-    ranges = row_ranges_of(path, info, rows_per_range=3)
-    assert ranges is not None
-    first = ranges[0]
+    first = _ranges(path, info, 3)[0]
     shifted = type(first)(first.start, first.end, first.first_number, first.rows + 1)
 
     with pytest.raises(RuntimeError, match="expected 4 data rows, read 3"):
@@ -133,7 +182,7 @@ def test_workers_reading_ranges_import_what_one_process_imports(tmp_path: Path) 
     for name, workers in (("ranges.csv", 2), ("inline.csv", 0)):
         path = files.write_csv(tmp_path, name, [headers, *rows])
         info = inspect_file(path, file_name=name)
-        assert row_ranges_of(path, info, rows_per_range=7) is not None
+        assert _ranges(path, info, 7)
         job = import_run(
             job=jobs.import_create(actor=None, kind="customers", source=path, file_name=name),
             workers=workers,
@@ -154,8 +203,7 @@ def test_pieces_join_into_whole_chunks_but_the_last_ones(tmp_path: Path) -> None
     path, info = _write(
         tmp_path, HEADER.encode() + b"".join(b"x%d,1,y\r\n\r\n" % number for number in range(22))
     )
-    pieces = row_ranges_of(path, info, rows_per_range=2)
-    assert pieces is not None
+    pieces = _ranges(path, info, 2)
     assert len(pieces) == 11
 
     chunks = list(_tapered(pieces, 4, tail=3))

@@ -26,7 +26,7 @@ import pickle
 import shutil
 import socket
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,7 +41,14 @@ from kehu.core.errors import Conflict
 from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
-from kehu.dataops.services.readers import RowRange, SourceInfo, read_range
+from kehu.dataops.services.readers import (
+    ParseFrom,
+    RowRange,
+    SourceInfo,
+    iter_rows,
+    read_range,
+    row_ranges_of,
+)
 
 # Files with fewer rows are validated in the main process: forking workers would cost more than
 # it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
@@ -273,16 +280,54 @@ def _stage_path(stage_dir: Path, first_number: int) -> str:
     return str(stage_dir / f"rows-{first_number}.sqlite3")
 
 
-def _tapered(pieces: list[RowRange], per_chunk: int, tail: int) -> Iterator[RowRange]:
-    """Consecutive ``pieces`` joined ``per_chunk`` at a time, except the last ``tail`` of them.
+def _joined(pieces: list[RowRange]) -> RowRange:
+    """Consecutive pieces as one range (it may span blank lines between them: no rows)."""
+    return RowRange(
+        pieces[0].start, pieces[-1].end, pieces[0].first_number, sum(part.rows for part in pieces)
+    )
 
-    A joined range may span blank lines between its pieces: they are no rows, as in the file.
+
+def _tapered(
+    pieces: Iterable[RowRange | ParseFrom], per_chunk: int, tail: int
+) -> Iterator[RowRange | ParseFrom]:
+    """Consecutive ``pieces`` joined ``per_chunk`` at a time, except the file's last ``tail``.
+
+    The pieces come as the file is scanned: ``tail`` of them wait until more come or it ends.
     """
-    joined_end = max(0, len(pieces) - tail)
+    waiting: list[RowRange] = []
+    for piece in pieces:
+        if isinstance(piece, ParseFrom):
+            # Not the end of the file: the rest comes as parsed rows.
+            for start in range(0, len(waiting), per_chunk):
+                yield _joined(waiting[start : start + per_chunk])
+            yield piece
+            return
+        waiting.append(piece)
+        if len(waiting) >= per_chunk + tail:
+            yield _joined(waiting[:per_chunk])
+            del waiting[:per_chunk]
+    joined_end = max(0, len(waiting) - tail)
     for start in range(0, joined_end, per_chunk):
-        group = pieces[start : min(start + per_chunk, joined_end)]
-        yield RowRange(group[0].start, group[-1].end, group[0].first_number, sum(part.rows for part in group))
-    yield from pieces[joined_end:]
+        yield _joined(waiting[start : min(start + per_chunk, joined_end)])
+    yield from waiting[joined_end:]
+
+
+def _source_chunks(
+    path: Path, info: SourceInfo, *, size: int, skip: int, ranges: bool, tail: int
+) -> Iterator[list[RawRow] | RowRange]:
+    """The file's data rows after ``skip``, in chunks of ``size``: with ``ranges``, as row ranges
+    for the workers to read as far as the file can be cut, then (or else) as parsed rows."""
+    if ranges:
+        piece_rows = max(1, size // TAPER_PIECES)
+        pieces = row_ranges_of(path, info, rows_per_range=piece_rows, skip=skip)
+        for item in _tapered(pieces, size // piece_rows, tail=tail * TAPER_PIECES // 2):
+            if isinstance(item, ParseFrom):
+                skip = item.skip
+                break
+            yield item
+        else:
+            return
+    yield from _chunks(iter_rows(path, info, skip=skip), size)
 
 
 def _window(workers: int) -> int:
@@ -426,7 +471,7 @@ def import_run(
     ``workers`` defaults to the number of cores; 0 validates in this process. A dry run writes
     nothing but the row errors and the totals.
     """
-    from kehu.dataops.services.readers import count_rows, inspect_file, iter_rows, row_ranges_of
+    from kehu.dataops.services.readers import count_rows, inspect_file
 
     handler = get_handler(job.kind)
     job = _claim(job, dry_run=dry_run)
@@ -462,17 +507,15 @@ def import_run(
                 if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
                     workers = 0
                 worker_count = _worker_count(workers)
-                # Workers read their own rows when the file can be cut without parsing it.
-                piece_rows = max(1, size // TAPER_PIECES)
-                pieces = (
-                    row_ranges_of(path, info, rows_per_range=piece_rows, skip=job.rows_processed)
-                    if _forks(worker_count)
-                    else None
-                )
-                chunks: Iterator[list[RawRow] | RowRange] = (
-                    _tapered(pieces, size // piece_rows, tail=_window(worker_count) * TAPER_PIECES // 2)
-                    if pieces is not None
-                    else _chunks(iter_rows(path, info, skip=job.rows_processed), size)
+                # Workers read their own rows when the file can be cut without parsing it; the
+                # last chunks in flight, the window's, are cut smaller.
+                chunks = _source_chunks(
+                    path,
+                    info,
+                    size=size,
+                    skip=job.rows_processed,
+                    ranges=_forks(worker_count),
+                    tail=_window(worker_count),
                 )
                 batches = _checked_batches(chunks, worker_count, setup, stage_dir)
                 with _collector_paused(collect_after=True):

@@ -26,6 +26,7 @@ from .base import (
 from .csvfile import (
     MAX_CELL_LINES,
     MAX_LINE_BYTES,
+    ParseFrom,
     RowRange,
     count_csv,
     inspect_csv,
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_XLSX_RATIO",
     "MAX_XLSX_UNCOMPRESSED_BYTES",
     "FileRefused",
+    "ParseFrom",
     "RowRange",
     "SourceInfo",
     "SourceRow",
@@ -76,11 +78,11 @@ def iter_rows(path: Path, info: SourceInfo, *, skip: int = 0) -> Iterator[Source
 
 def row_ranges_of(
     path: Path, info: SourceInfo, *, rows_per_range: int, skip: int = 0
-) -> list[RowRange] | None:
-    """iter_rows() cut into ranges that worker processes read themselves, or None (see
-    csvfile.row_ranges): CSV only."""
+) -> Iterator[RowRange | ParseFrom]:
+    """iter_rows() cut into ranges that worker processes read themselves, as far as the file
+    allows (see csvfile.row_ranges; a workbook not at all)."""
     if info.file_format != "csv":
-        return None
+        return iter([ParseFrom(skip)])
     return row_ranges(path, info, rows_per_range=rows_per_range, skip=skip)
 
 

@@ -12,8 +12,9 @@ import codecs
 import csv
 import io
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -408,6 +409,10 @@ _CUTTABLE_ENCODINGS: Final = frozenset(
 )
 
 
+# How much of the file row_ranges() looks at at a time.
+_CUT_BLOCK_BYTES: Final = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class RowRange:
     """Consecutive data rows of an unquoted CSV file, as the bytes ``start`` to ``end``: a
@@ -422,46 +427,94 @@ class RowRange:
     rows: int
 
 
-def row_ranges(path: Path, info: SourceInfo, *, rows_per_range: int, skip: int = 0) -> list[RowRange] | None:
-    """The data rows after the first ``skip``, cut into ranges of ``rows_per_range``.
+@dataclass(frozen=True)
+class ParseFrom:
+    """Where cutting stopped (see :func:`row_ranges`): iter_csv() reads the rest of the file,
+    after its first ``skip`` data rows."""
 
-    None when the file cannot be cut without parsing it: an encoding not known to be safe to
-    cut, a quote character anywhere (a quoted cell may hold a line break), a carriage return
-    other than before a line feed, or a line too long for the csv module. Then iter_csv() reads it.
+    skip: int
+
+
+def row_ranges(
+    path: Path, info: SourceInfo, *, rows_per_range: int, skip: int = 0
+) -> Iterator[RowRange | ParseFrom]:
+    """The data rows after the first ``skip``, cut into ranges of ``rows_per_range``, as the file
+    is scanned (in blocks of a few megabytes: the ranges are handed out while it goes on).
+
+    It stops with a :class:`ParseFrom` where the file cannot be cut without parsing it, and
+    straight away for an encoding not known to be safe to cut: at a quote character (a quoted
+    cell may hold a line break), at a carriage return other than before a line feed, at a line
+    too long for the csv module. The rows of the range being gathered then are parsed too.
     """
     encoding = codecs.lookup(info.encoding).name
-    if encoding not in _CUTTABLE_ENCODINGS or not info.delimiter.isascii():
-        return None
+    if encoding not in _CUTTABLE_ENCODINGS or len(info.delimiter) != 1 or not info.delimiter.isascii():
+        yield ParseFrom(skip)
+        return
     limit = csv.field_size_limit()
-    blank = f"{info.delimiter}\r\n".encode("ascii")
-    header_row = info.header_row
-    ranges: list[RowRange] = []
-    number = offset = start = first_number = rows = 0
+    # A blank record: nothing but delimiters (and the line end).
+    blank = f"{info.delimiter}\r".encode("ascii")
+    covered = skip  # data rows skipped or handed out in ranges
+    rows = start = first_number = end = 0
     with path.open("rb") as f:
-        for line in f:
+        number = offset = 0
+        # The header row, and any line before it, are read one by one: quoted header cells could
+        # make a record of several lines, and the row numbers would no longer be line numbers.
+        while number < info.header_row:
+            line = f.readline()
             number += 1
-            if b'"' in line or len(line) > limit:
-                return None
-            carriage_return = line.find(b"\r")
-            if carriage_return >= 0 and not (carriage_return == len(line) - 2 and line.endswith(b"\r\n")):
-                return None
-            size = len(line)
-            offset += size
-            if number <= header_row:
+            offset += len(line)
+            if b'"' in line or line.count(b"\r") != line.count(b"\r\n"):
+                yield ParseFrom(skip)
+                return
+        carry = b""
+        while True:
+            block = f.read(_CUT_BLOCK_BYTES)
+            data = carry + block
+            if not data:
+                break
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            if not cut:  # no line end yet: the line goes on in the next block
+                if len(data) > limit:
+                    yield ParseFrom(covered)
+                    return
+                carry = data
                 continue
-            if line.strip(blank):
-                if skip:
-                    skip -= 1
-                    continue
+            part, carry = data[:cut], data[cut:]
+            lines = part.split(b"\n")
+            if not lines[-1]:
+                lines.pop()  # the empty piece after the block's last line end
+            lengths = [len(line) + 1 for line in lines]
+            if not part.endswith(b"\n"):
+                lengths[-1] -= 1  # the file's last line has no line end
+            if b'"' in part or part.count(b"\r") != part.count(b"\r\n") or max(lengths) > limit:
+                yield ParseFrom(covered)
+                return
+            ends = list(accumulate(lengths, initial=offset))
+            # In C over the block; the rare block with a blank line is looked at line by line.
+            stripped = list(map(bytes.strip, lines, repeat(blank)))
+            data_lines: Sequence[int] = range(len(lines))
+            if b"" in stripped:
+                data_lines = [i for i, content in enumerate(stripped) if content]
+            position = 0
+            if skip:
+                position = min(skip, len(data_lines))
+                skip -= position
+            while position < len(data_lines):
                 if not rows:
-                    start, first_number = offset - size, number
-                rows += 1
+                    first = data_lines[position]
+                    start, first_number = ends[first], number + first + 1
+                taken = min(rows_per_range - rows, len(data_lines) - position)
+                position += taken
+                rows += taken
+                end = ends[data_lines[position - 1] + 1]
                 if rows == rows_per_range:
-                    ranges.append(RowRange(start, offset, first_number, rows))
+                    yield RowRange(start, end, first_number, rows)
+                    covered += rows
                     rows = 0
+            number += len(lines)
+            offset = ends[-1]
     if rows:
-        ranges.append(RowRange(start, offset, first_number, rows))
-    return ranges
+        yield RowRange(start, end, first_number, rows)
 
 
 def read_range(path: Path, info: SourceInfo, part: RowRange) -> list[SourceRow]:
