@@ -92,7 +92,7 @@ _CHILD_TABLES: Final = (
 )
 # A staged customer's "created" timeline event is not staged: it is made from the staged
 # customer (its time is the customer's created_at, its actor the customer's created_by).
-_EVENT_SQL: Final = f'%s + k.seq, s."created_at", %s, {_FROM_STAGE["created_by_id"]}, %s, %s'
+_EVENT_SQL: Final = f'{{customer_id}}, s."created_at", %s, {_FROM_STAGE["created_by_id"]}, %s, %s'
 # Where the blind indexes sit in the staged tuples: (slot, number, kept, skip, *customer) and
 # (slot, *contact) (kehu.customers.bulk's column lists).
 _STAGED_ID_INDEX: Final = 4 + _STAGED_CUSTOMER.index("id_number_index")
@@ -360,7 +360,7 @@ def write_staged(stage: str, context: ImportContext, keys: StagedKeys) -> BatchO
         creation_events: tuple[int, int] | None = None
         if count:
             started = time.monotonic()
-            first_id, creation_events = _create(cursor, stage, count, context)
+            first_id, creation_events = _create(cursor, stage, count, context, every_row=not skipped)
             WRITE_SECONDS[0] += time.monotonic() - started
             if match_keys is not None:
                 _remember_created(keys, [slot for (slot,) in skipped], first_id, match_keys)
@@ -387,8 +387,10 @@ def _remember_created(keys: StagedKeys, skipped: list[int], first_id: int, match
         match_keys.add_prefixes(kind, prefixes, first_id + slots)
 
 
-def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tuple[int, tuple[int, int]]:
-    """Create the batch's rows that are not skipped.
+def _create(
+    cursor: Any, stage: str, count: int, context: ImportContext, *, every_row: bool
+) -> tuple[int, tuple[int, int]]:
+    """Create the batch's rows that are not skipped (``every_row``: none is).
 
     Returns the first id given (ids are consecutive) and the id range of their creation events
     (one statement in the batch's transaction: consecutive rowids too).
@@ -398,25 +400,31 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tupl
     ids = writer.reserve_customer_ids(cursor, count)
     # Reserved ids and numbers are consecutive ranges: the n-th created row gets the n-th of each.
     first_id, first_number = int(ids[0]), int(numbers[0])
-    cursor.execute(
-        f"CREATE TABLE IF NOT EXISTS {stage}.created (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
-    )
-    cursor.execute(
-        f"INSERT INTO {stage}.created SELECT slot, row_number() OVER (ORDER BY slot) - 1 "  # noqa: S608
-        f"FROM {stage}.customer WHERE skip = 0"
-    )
-    cursor.execute(f"SELECT DISTINCT t.name FROM {stage}.tag t JOIN {stage}.created k ON k.slot = t.slot")  # noqa: S608
+    if every_row:
+        # Slots count from 0 without gaps: a slot is its row's place among the created ones, and
+        # the copies read the staged tables alone (a join per row and table less).
+        created, seq = f"FROM {stage}.{{table}} s", "s.slot"
+        cursor.execute(f"SELECT DISTINCT name FROM {stage}.tag")  # noqa: S608
+    else:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {stage}.created (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
+        )
+        cursor.execute(
+            f"INSERT INTO {stage}.created SELECT slot, row_number() OVER (ORDER BY slot) - 1 "  # noqa: S608
+            f"FROM {stage}.customer WHERE skip = 0"
+        )
+        created, seq = f"FROM {stage}.created k JOIN {stage}.{{table}} s ON s.slot = k.slot", "k.seq"
+        cursor.execute(f"SELECT DISTINCT t.name FROM {stage}.tag t JOIN {stage}.created k ON k.slot = t.slot")  # noqa: S608
     tag_ids = writer.tag_ids_for({name for (name,) in cursor.fetchall()})
     cursor.execute(f"CREATE TABLE IF NOT EXISTS {stage}.tag_id (name TEXT PRIMARY KEY, id INTEGER NOT NULL)")
     cursor.executemany(f"INSERT INTO {stage}.tag_id VALUES (%s, %s)", list(tag_ids.items()))  # noqa: S608
-    created = f"FROM {stage}.created k JOIN {stage}.{{table}} s ON s.slot = k.slot"
-    customer_id = "%s + k.seq"
+    customer_id = f"%s + {seq}"
     writer_tables = {"phone": writer.phones, "email": writer.emails, "address": writer.addresses}
     with deferred_search_indexing():
         writer.customers.insert_select(
             cursor,
-            f"{customer_id}, printf(%s, %s + k.seq), {_from_stage(_PREPARED_CUSTOMER)}",
-            created.format(table="customer") + " ORDER BY k.slot",
+            f"{customer_id}, printf(%s, %s + {seq}), {_from_stage(_PREPARED_CUSTOMER)}",
+            created.format(table="customer") + " ORDER BY s.slot",
             computed_params=[first_id, f"{CODE_PREFIX}%0{CODE_DIGITS}d", first_number],
         )
         for table, columns in _CHILD_TABLES:
@@ -434,7 +442,7 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tupl
         )
         writer.events.insert_select(
             cursor,
-            _EVENT_SQL,
+            _EVENT_SQL.format(customer_id=customer_id),
             created.format(table="customer"),
             computed_params=[first_id, EventKind.CREATED.value, writer.preparer.creation_event_channel, "{}"],
         )
@@ -444,7 +452,7 @@ def _create(cursor: Any, stage: str, count: int, context: ImportContext) -> tupl
     cursor.execute(
         f"INSERT INTO {ImportedRecord._meta.db_table} "  # noqa: S608 -- model table name
         "(job_id, row_number, model, object_id, action, version_after, before) "
-        f"SELECT %s, s.row_number, 'customer', %s + k.seq, %s, 1, NULL {created.format(table='customer')}",
+        f"SELECT %s, s.row_number, 'customer', {customer_id}, %s, 1, NULL {created.format(table='customer')}",
         [context.job.pk, first_id, RecordAction.CREATED.value],
     )
     return first_id, (last_event - count + 1, last_event)
