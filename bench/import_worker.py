@@ -68,6 +68,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     from kehu.dataops.models import ImportJob
     from kehu.dataops.services.importing import pipeline
     from kehu.dataops.services.importing.base import ImportContext, get_handler
+    from kehu.dataops.services.importing.chunking import raw_chunks
     from kehu.dataops.services.importing.customers import ValidatedCustomer
     from kehu.dataops.services.importing.fields import auto_map
     from kehu.dataops.services.readers import inspect_file, iter_rows
@@ -88,7 +89,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     seconds = 0.0
     # The batch size the import itself commits on this database (bigger when staged, on SQLite).
     size = settings.IMPORT_STAGED_BATCH_ROWS if connection.vendor == "sqlite" else settings.IMPORT_BATCH_ROWS
-    chunks = pipeline._chunks(iter_rows(path, info), size)
+    chunks = raw_chunks(iter_rows(path, info), size)
     with writer.large_page_cache():
         for checked in pipeline._checked_batches(chunks, pipeline._worker_count(workers), setup):
             batch = PreparedBatch([], [], [], [], [], [])

@@ -12,7 +12,8 @@ import pytest
 
 from kehu.dataops.models import ImportRowError
 from kehu.dataops.services.importing import jobs
-from kehu.dataops.services.importing.pipeline import _source_chunks, _tapered, import_run
+from kehu.dataops.services.importing.chunking import source_chunks, tapered
+from kehu.dataops.services.importing.pipeline import import_run
 from kehu.dataops.services.readers import (
     ParseFrom,
     RowRange,
@@ -72,7 +73,7 @@ def _chunked_rows(path: Path, info: SourceInfo, *, size: int, skip: int) -> list
     parsed rows."""
     return [
         row
-        for chunk in _source_chunks(path, info, size=size, skip=skip, ranges=True, tail=1)
+        for chunk in source_chunks(path, info, size=size, skip=skip, ranges=True, tail=1)
         for row in (
             read_range(path, info, chunk)
             if isinstance(chunk, RowRange)
@@ -156,7 +157,7 @@ def test_cutting_stops_where_the_file_stops_being_safe_to_cut_and_parsing_reads_
     for skip in (0, 5):
         assert _chunked_rows(path, info, size=8, skip=skip) == whole[skip:]
     assert any(
-        isinstance(chunk, list) for chunk in _source_chunks(path, info, size=8, skip=0, ranges=True, tail=1)
+        isinstance(chunk, list) for chunk in source_chunks(path, info, size=8, skip=0, ranges=True, tail=1)
     )
 
 
@@ -206,8 +207,8 @@ def test_pieces_join_into_whole_chunks_but_the_last_ones(tmp_path: Path) -> None
     pieces = _ranges(path, info, 2)
     assert len(pieces) == 11
 
-    chunks = list(_tapered(pieces, 4, tail=3))
+    chunks = list(tapered(pieces, 4, tail=3))
 
     assert [chunk.rows for chunk in chunks] == [8, 8, 2, 2, 2]
     assert [row for chunk in chunks for row in read_range(path, info, chunk)] == list(iter_rows(path, info))
-    assert list(_tapered(pieces[:2], 4, tail=3)) == pieces[:2]
+    assert list(tapered(pieces[:2], 4, tail=3)) == pieces[:2]

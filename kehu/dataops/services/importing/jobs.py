@@ -31,14 +31,8 @@ from kehu.dataops.models import (
 )
 from kehu.dataops.services.importing.base import ImportContext, TargetField, get_handler
 from kehu.dataops.services.importing.fields import auto_map, mapping_by_header, mapping_from_template
-from kehu.dataops.services.importing.pipeline import (
-    ImportBusy,
-    Progress,
-    _runner_alive,
-    import_run,
-    job_progress,
-    stored_file,
-)
+from kehu.dataops.services.importing.pipeline import ImportBusy, _runner_alive, import_run, stored_file
+from kehu.dataops.services.importing.progress import Progress, job_progress
 
 if TYPE_CHECKING:
     from kehu.accounts.models import User

@@ -28,7 +28,7 @@ import pickle
 import shutil
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,15 +42,9 @@ from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
 from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
+from kehu.dataops.services.importing.chunking import RawRow, RowRange, source_chunks
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
-from kehu.dataops.services.readers import (
-    ParseFrom,
-    RowRange,
-    SourceInfo,
-    iter_rows,
-    read_range,
-    row_ranges_of,
-)
+from kehu.dataops.services.readers import SourceInfo, read_range
 
 # Files with fewer rows are validated in the main process: forking workers would cost more than
 # it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
@@ -62,11 +56,6 @@ STALE_AFTER_SECONDS: Final = 120
 STAGE_SLICE_ROWS: Final = 2000
 # The schema name a staged chunk's scratch file is attached under.
 STAGE_SCHEMA: Final = "kehu_stage"
-# A file read in row ranges is cut in pieces of a quarter of a batch, joined back into whole
-# batches except at the end: when the workers have validated the last of them, the one writer
-# is left with small batches to write alone while the other core idles (at 1,000,000 rows
-# that tail was three whole batches, about 1.5 seconds).
-TAPER_PIECES: Final = 4
 # Rows kept per column in the summary's examples.
 ERROR_EXAMPLES: Final = 3
 # Error texts are cut to the column's length.
@@ -77,41 +66,11 @@ class ImportBusy(Conflict):
     code = "import_running"
 
 
-@dataclass(frozen=True)
-class Progress:
-    """How far a run is: for the progress bar (UI, CLI)."""
-
-    rows_processed: int
-    rows_total: int | None
-    rows_per_second: float
-    seconds_left: float | None
-
-    @property
-    def percent(self) -> int:
-        if not self.rows_total:
-            return 0
-        return min(100, int(self.rows_processed * 100 / self.rows_total))
-
-
-def job_progress(job: ImportJob) -> Progress:
-    """Rate over this run (from ``options["run_from_row"]`` at ``started_at``) and time left."""
-    rate = 0.0
-    started_rows = int(job.options.get("run_from_row", 0))
-    if job.started_at and job.heartbeat_at and job.heartbeat_at > job.started_at:
-        seconds = (job.heartbeat_at - job.started_at).total_seconds()
-        rate = max(0, job.rows_processed - started_rows) / seconds if seconds > 0 else 0.0
-    left = None
-    if job.rows_total is not None and rate > 0:
-        left = max(0, job.rows_total - job.rows_processed) / rate
-    return Progress(job.rows_processed, job.rows_total, rate, left)
-
-
 def stored_file(job: ImportJob) -> Path:
     return Path(settings.DATA_DIR) / job.stored_path
 
 
 # --- worker side ----------------------------------------------------------------------------------
-RawRow = tuple[int, list[str], str, str]
 # (row number, validated value or None, [(column header, reason)])
 Checked = tuple[int, Any, list[tuple[str, str]]]
 
@@ -267,69 +226,8 @@ def _stage_chunk_packed(packed_chunk: bytes, path: str) -> bytes:
 
 
 # --- main process ---------------------------------------------------------------------------------
-def _chunks(rows: Iterator[Any], size: int) -> Iterator[list[RawRow]]:
-    chunk: list[RawRow] = []
-    for row in rows:
-        chunk.append((row.number, row.values, row.problem, row.problem_column))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _stage_path(stage_dir: Path, first_number: int) -> str:
     return str(stage_dir / f"rows-{first_number}.sqlite3")
-
-
-def _joined(pieces: list[RowRange]) -> RowRange:
-    """Consecutive pieces as one range (it may span blank lines between them: no rows)."""
-    return RowRange(
-        pieces[0].start, pieces[-1].end, pieces[0].first_number, sum(part.rows for part in pieces)
-    )
-
-
-def _tapered(
-    pieces: Iterable[RowRange | ParseFrom], per_chunk: int, tail: int
-) -> Iterator[RowRange | ParseFrom]:
-    """Consecutive ``pieces`` joined ``per_chunk`` at a time, except the file's last ``tail``.
-
-    The pieces come as the file is scanned: ``tail`` of them wait until more come or it ends.
-    """
-    waiting: list[RowRange] = []
-    for piece in pieces:
-        if isinstance(piece, ParseFrom):
-            # Not the end of the file: the rest comes as parsed rows.
-            for start in range(0, len(waiting), per_chunk):
-                yield _joined(waiting[start : start + per_chunk])
-            yield piece
-            return
-        waiting.append(piece)
-        if len(waiting) >= per_chunk + tail:
-            yield _joined(waiting[:per_chunk])
-            del waiting[:per_chunk]
-    joined_end = max(0, len(waiting) - tail)
-    for start in range(0, joined_end, per_chunk):
-        yield _joined(waiting[start : min(start + per_chunk, joined_end)])
-    yield from waiting[joined_end:]
-
-
-def _source_chunks(
-    path: Path, info: SourceInfo, *, size: int, skip: int, ranges: bool, tail: int
-) -> Iterator[list[RawRow] | RowRange]:
-    """The file's data rows after ``skip``, in chunks of ``size``: with ``ranges``, as row ranges
-    for the workers to read as far as the file can be cut, then (or else) as parsed rows."""
-    if ranges:
-        piece_rows = max(1, size // TAPER_PIECES)
-        pieces = row_ranges_of(path, info, rows_per_range=piece_rows, skip=skip)
-        for item in _tapered(pieces, size // piece_rows, tail=tail * TAPER_PIECES // 2):
-            if isinstance(item, ParseFrom):
-                skip = item.skip
-                break
-            yield item
-        else:
-            return
-    yield from _chunks(iter_rows(path, info, skip=skip), size)
 
 
 def _window(workers: int) -> int:
@@ -511,7 +409,7 @@ def import_run(
                 worker_count = _worker_count(workers)
                 # Workers read their own rows when the file can be cut without parsing it; the
                 # last chunks in flight, the window's, are cut smaller.
-                chunks = _source_chunks(
+                chunks = source_chunks(
                     path,
                     info,
                     size=size,
