@@ -66,11 +66,11 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
 
     from kehu.customers.bulk import CustomerBulkWriter, PreparedBatch
     from kehu.dataops.models import ImportJob
-    from kehu.dataops.services.importing import pipeline
     from kehu.dataops.services.importing.base import ImportContext, get_handler
     from kehu.dataops.services.importing.chunking import raw_chunks
     from kehu.dataops.services.importing.customers import ValidatedCustomer
     from kehu.dataops.services.importing.fields import auto_map
+    from kehu.dataops.services.importing.workers import RunSetup, checked_batches, worker_count
     from kehu.dataops.services.readers import inspect_file, iter_rows
 
     handler = get_handler("customers")
@@ -78,7 +78,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     job = ImportJob(kind="customers", headers=list(info.headers))
     context = ImportContext(job=job, actor=None, match_mode="create", options={}, vendor=connection.vendor)
     mapping = auto_map(list(info.headers), handler.target_fields())
-    setup = pipeline.RunSetup(
+    setup = RunSetup(
         handler=handler,
         state=handler.prepare_context(context),
         mapping=sorted((int(index), key) for index, key in mapping.items()),
@@ -91,7 +91,7 @@ def _floor(path: Path, workers: int | None) -> dict[str, Any]:
     size = settings.IMPORT_STAGED_BATCH_ROWS if connection.vendor == "sqlite" else settings.IMPORT_BATCH_ROWS
     chunks = raw_chunks(iter_rows(path, info), size)
     with writer.large_page_cache():
-        for checked in pipeline._checked_batches(chunks, pipeline._worker_count(workers), setup):
+        for checked in checked_batches(chunks, worker_count(workers), setup):
             batch = PreparedBatch([], [], [], [], [], [])
             for offset, (_number, value, _errors) in enumerate(checked):
                 row = ValidatedCustomer._make(value)

@@ -93,6 +93,22 @@ def run(context: Context) -> list[Result]:
                 **figure,
             )
         )
+        if vendor == "sqlite":
+            # The issue states its goal in rows/s, not as a ratio to the floor: the same figure
+            # against that goal, so that the page says whether it is met.
+            results.append(
+                Result(
+                    scenario=NAME,
+                    name=f"customer import, {ROWS:,} rows end to end, against the goal",
+                    database=vendor,
+                    value=thing["rows_per_second"],
+                    unit="rows/s",
+                    floor_name="the issue's goal on this machine (both cores)",
+                    floor_value=GOAL_ROWS_PER_SECOND,
+                    ratio=thing["rows_per_second"] / GOAL_ROWS_PER_SECOND,
+                    goal_min_ratio=1.0,
+                )
+            )
         results.append(
             Result(
                 scenario=NAME,

@@ -23,6 +23,7 @@ from kehu.dataops.models import ImportedRecord, ImportJob, ImportRowError, Impor
 from kehu.dataops.services.importing import jobs, pipeline
 from kehu.dataops.services.importing.customers import CustomerHandler
 from kehu.dataops.services.importing.pipeline import import_run
+from kehu.dataops.services.importing.workers import collector_paused
 from tests.dataops import files
 from tests.factories import DepartmentFactory
 
@@ -181,7 +182,7 @@ class _Cyclic:
 
 
 def test_the_collector_pauses_while_rows_are_handled_and_collects_after() -> None:
-    with pipeline._collector_paused(collect_after=True):
+    with collector_paused(collect_after=True):
         assert not gc.isenabled()
         garbage = _Cyclic()
         left = weakref.ref(garbage)
@@ -194,7 +195,7 @@ def test_the_collector_pauses_while_rows_are_handled_and_collects_after() -> Non
 def test_the_collector_stays_off_for_a_caller_that_turned_it_off() -> None:
     gc.disable()
     try:
-        with pipeline._collector_paused(collect_after=True):
+        with collector_paused(collect_after=True):
             pass
         assert not gc.isenabled()
     finally:

@@ -6,9 +6,9 @@ either all of a batch or none of it, and the next run skips exactly the rows alr
 every row is handled once (the conditional UPDATE of the checkpoint also refuses a second
 runner of the same job).
 
-Workers are forked processes running the handler's pure ``validate`` on chunks of raw rows; the
-main process reads the file and writes. A bounded window of chunks in flight keeps memory flat:
-``Pool.imap`` would read the whole file ahead into its task queue. Where the file can be cut at
+Workers (:mod:`.workers`) are forked processes running the handler's pure ``validate`` on
+chunks of raw rows; the main process reads the file and writes. A bounded window of chunks in flight keeps memory flat:
+``Executor.map`` would read the whole file ahead into its task queue. Where the file can be cut at
 line ends without parsing it (``readers.row_ranges_of``), a chunk is a byte range of the file
 that the worker reads and parses itself: the main process then only finds line ends.
 
@@ -21,15 +21,10 @@ Rows no longer cross the pipe, and the single writer does little but the databas
 from __future__ import annotations
 
 import contextlib
-import gc
-import multiprocessing
 import os
-import pickle
 import shutil
 import socket
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,18 +37,24 @@ from kehu.core.audit import audit_record
 from kehu.core.errors import Conflict
 from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
-from kehu.dataops.services.importing.chunking import RawRow, RowRange, source_chunks
+from kehu.dataops.services.importing.chunking import source_chunks
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
-from kehu.dataops.services.readers import SourceInfo, read_range
+from kehu.dataops.services.importing.workers import (
+    Checked,
+    RunSetup,
+    StagedChunk,
+    checked_batches,
+    chunks_ahead,
+    collector_paused,
+    forks,
+    worker_count,
+)
 
 # Files with fewer rows are validated in the main process: forking workers would cost more than
 # it saves. settings.IMPORT_WORKERS sets the worker count for bigger ones (0: the cores, up to 4).
 SMALL_IMPORT_ROWS: Final = 10_000
 # A job whose runner has not written a heartbeat for this long is taken to be dead.
 STALE_AFTER_SECONDS: Final = 120
-# A staging worker validates and stages its chunk in slices of this many rows: its memory
-# holds one slice's objects, not the chunk's.
-STAGE_SLICE_ROWS: Final = 2000
 # The schema name a staged chunk's scratch file is attached under.
 STAGE_SCHEMA: Final = "kehu_stage"
 # Rows kept per column in the summary's examples.
@@ -70,70 +71,6 @@ def stored_file(job: ImportJob) -> Path:
     return Path(settings.DATA_DIR) / job.stored_path
 
 
-# --- worker side ----------------------------------------------------------------------------------
-# (row number, validated value or None, [(column header, reason)])
-Checked = tuple[int, Any, list[tuple[str, str]]]
-
-
-@dataclass(frozen=True)
-class RunSetup:
-    """What validating a row needs, fixed for a run: handed to the run's own worker processes
-    when they start and passed along in this process, never kept in a module global that two
-    imports running in one process (the job consumer's threads) would share."""
-
-    handler: Any
-    state: Any
-    mapping: list[tuple[int, str]]
-    # Target key → the header(s) mapped to it, for error messages.
-    columns: dict[str, str]
-    # The stored file and what inspect_file() found: workers read row ranges from it themselves.
-    source: tuple[Path, SourceInfo] | None = None
-
-
-# A worker process's run, set by the pool's initializer.
-_WORKER_SETUP: list[RunSetup] = []
-
-
-def _start_worker(setup: RunSetup) -> None:
-    _WORKER_SETUP[:] = [setup]
-    # What the worker inherits from the main process lives as long as it does: out of the
-    # cyclic collector's sight, full collections no longer walk it.
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def _collector_paused(*, collect_after: bool = False) -> Iterator[None]:
-    """The cyclic garbage collector off while an import handles rows.
-
-    The rows become hundreds of thousands of tuples, lists and strings that reference counting
-    frees on its own, and the collections their allocation triggered walked every live object
-    (in a worker, pypinyin's word list too): about a tenth of the main process's time and a
-    seventh of the workers'. Rows make no reference cycles; whatever else does waits for the
-    collector, which a worker runs between chunks and the main process (``collect_after``)
-    once at the end.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-            if collect_after:
-                gc.collect()
-
-
-@dataclass(frozen=True)
-class StagedChunk:
-    """A chunk a worker validated and staged: its valid rows wait in the scratch file ``path``."""
-
-    rows: int
-    failed: list[Checked]
-    path: str
-    # What the stage's close() returned about the rows (handed to the handler's write_staged).
-    summary: Any = None
-
-
 def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
     """Target key → the header(s) of the column(s) mapped to it, for error messages."""
     names: dict[str, list[str]] = {}
@@ -142,165 +79,6 @@ def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, st
         if position < len(headers):
             names.setdefault(key, []).append(headers[position] or f"#{position + 1}")
     return {key: " / ".join(columns) for key, columns in names.items()}
-
-
-def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
-    """Map and validate raw rows (in a worker, or in the main process without workers)."""
-    handler: RowHandler = setup.handler
-    state = setup.state
-    mapping = setup.mapping
-    columns = setup.columns
-    checked: list[Checked] = []
-    valid: list[int] = []
-    for number, cells, problem, problem_column in chunk:
-        if problem:
-            checked.append((number, None, [(problem_column, problem)]))
-            continue
-        values: dict[str, str] = {}
-        for position, key in mapping:
-            if position >= len(cells):
-                continue
-            cell = cells[position].strip()
-            if not cell:
-                continue
-            values[key] = f"{values[key]}\n{cell}" if key in values else cell
-        validated, errors = handler.validate(values, state)
-        if not errors:
-            valid.append(len(checked))
-        checked.append(
-            (
-                number,
-                validated if not errors else None,
-                [(columns.get(e.column_key, ""), e.reason) for e in errors],
-            )
-        )
-    prepare_valid = getattr(handler, "prepare_valid", None)
-    if prepare_valid is not None and valid:
-        prepared = prepare_valid([checked[index][1] for index in valid], state)
-        for index, value in zip(valid, prepared, strict=True):
-            checked[index] = (checked[index][0], value, checked[index][2])
-    return checked
-
-
-def _stage_chunk(chunk: list[RawRow], path: str, setup: RunSetup) -> StagedChunk:
-    """Validate a chunk and write its valid rows to the scratch file ``path`` (in a worker)."""
-    failed: list[Checked] = []
-    stage = setup.handler.stage(setup.state, Path(path))
-    try:
-        for start in range(0, len(chunk), STAGE_SLICE_ROWS):
-            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS], setup)
-            stage.add([(number, value) for number, value, errors in checked if not errors])
-            failed.extend(row for row in checked if row[2])
-    finally:
-        summary = stage.close()
-    return StagedChunk(rows=len(chunk), failed=failed, path=path, summary=summary)
-
-
-def _range_chunk(part: RowRange, setup: RunSetup) -> list[RawRow]:
-    """The raw rows of a range of the file (in a worker: the main process only cut the file)."""
-    assert setup.source is not None  # noqa: S101 -- ranges are cut only from a run's own file
-    path, info = setup.source
-    return [(row.number, row.values, row.problem, row.problem_column) for row in read_range(path, info, part)]
-
-
-def _stage_range(part: RowRange, path: str) -> bytes:
-    """:func:`_stage_chunk` on a range of the file, read here (see :func:`_checked_batches`)."""
-    setup = _WORKER_SETUP[0]
-    with _collector_paused():
-        staged = _stage_chunk(_range_chunk(part, setup), path, setup)
-        return pickle.dumps(staged, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _check_range(part: RowRange) -> bytes:
-    """:func:`_check_chunk_packed` on a range of the file, read here."""
-    setup = _WORKER_SETUP[0]
-    with _collector_paused():
-        return pickle.dumps(_check_chunk(_range_chunk(part, setup), setup), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _stage_chunk_packed(packed_chunk: bytes, path: str) -> bytes:
-    """:func:`_stage_chunk` on a chunk the main process pickled (see :func:`_checked_batches`)."""
-    with _collector_paused():
-        chunk = pickle.loads(packed_chunk)  # noqa: S301 -- the main process's own bytes, never input
-        return pickle.dumps(_stage_chunk(chunk, path, _WORKER_SETUP[0]), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-# --- main process ---------------------------------------------------------------------------------
-def _stage_path(stage_dir: Path, first_number: int) -> str:
-    return str(stage_dir / f"rows-{first_number}.sqlite3")
-
-
-def _window(workers: int) -> int:
-    """Chunks handed to the workers ahead of the writer."""
-    return workers * 2
-
-
-def _forks(workers: int) -> bool:
-    return workers >= 1 and "fork" in multiprocessing.get_all_start_methods()
-
-
-def _checked_batches(
-    chunks: Iterator[list[RawRow] | RowRange], workers: int, setup: RunSetup, stage_dir: Path | None = None
-) -> Iterator[list[Checked] | StagedChunk]:
-    """Validated chunks in file order, from ``workers`` forked processes (0: in this process).
-
-    A chunk is its raw rows, or a :class:`RowRange` of the file that whoever validates it reads.
-    With ``stage_dir``, each chunk is staged in a scratch file there (:class:`StagedChunk`).
-    """
-    if not _forks(workers):
-        for item in chunks:
-            chunk = _range_chunk(item, setup) if isinstance(item, RowRange) else item
-            yield (
-                _check_chunk(chunk, setup)
-                if stage_dir is None
-                else _stage_chunk(chunk, _stage_path(stage_dir, chunk[0][0]), setup)
-            )
-        return
-    context = multiprocessing.get_context("fork")
-    window = _window(workers)
-    # Forked: the workers start with the setup in their memory, nothing pickled.
-    with context.Pool(processes=workers, initializer=_start_worker, initargs=(setup,)) as pool:
-        pending: deque[Any] = deque()
-
-        def fill() -> None:
-            while len(pending) < window:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    return
-                if isinstance(chunk, RowRange):
-                    # The worker reads the range itself: nothing of it is parsed or pickled here.
-                    if stage_dir is None:
-                        pending.append(pool.apply_async(_check_range, (chunk,)))
-                    else:
-                        path = _stage_path(stage_dir, chunk.first_number)
-                        pending.append(pool.apply_async(_stage_range, (chunk, path)))
-                elif stage_dir is None:
-                    pending.append(pool.apply_async(_check_chunk_packed, (chunk,)))
-                else:
-                    # Pickled here, at once: a waiting chunk of raw rows then holds a fifth of the
-                    # memory its row lists would (staged batches are four times the size).
-                    path = _stage_path(stage_dir, chunk[0][0])
-                    packed_chunk = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
-                    del chunk
-                    pending.append(pool.apply_async(_stage_chunk_packed, (packed_chunk, path)))
-
-        fill()
-        while pending:
-            packed = pending.popleft().get()
-            fill()
-            yield pickle.loads(packed)  # noqa: S301 -- our own worker's bytes, never input
-
-
-def _check_chunk_packed(chunk: list[RawRow]) -> bytes:
-    """:func:`_check_chunk` with its result pickled once, in the worker.
-
-    The pool would otherwise unpickle every finished chunk into objects in its result thread,
-    where they wait for the writer: several chunks of small objects that fragment the heap so
-    that the main process's memory grows with the file. One bytes object per chunk waits
-    instead, and is unpickled just before its batch is written.
-    """
-    with _collector_paused():
-        return pickle.dumps(_check_chunk(chunk, _WORKER_SETUP[0]), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _runner_alive(job: ImportJob) -> bool:
@@ -406,7 +184,7 @@ def import_run(
                 )
                 if workers is None and (job.rows_total or 0) < SMALL_IMPORT_ROWS:
                     workers = 0
-                worker_count = _worker_count(workers)
+                processes = worker_count(workers)
                 # Workers read their own rows when the file can be cut without parsing it; the
                 # last chunks in flight, the window's, are cut smaller.
                 chunks = source_chunks(
@@ -414,11 +192,11 @@ def import_run(
                     info,
                     size=size,
                     skip=job.rows_processed,
-                    ranges=_forks(worker_count),
-                    tail=_window(worker_count),
+                    ranges=forks(processes),
+                    tail=chunks_ahead(processes),
                 )
-                batches = _checked_batches(chunks, worker_count, setup, stage_dir)
-                with _collector_paused(collect_after=True):
+                batches = checked_batches(chunks, processes, setup, stage_dir)
+                with collector_paused(collect_after=True):
                     for checked in batches:
                         _write_batch(job, context, setup, checked)
                         if on_progress is not None:
@@ -475,14 +253,6 @@ def _stage_dir(job: ImportJob) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
-
-
-def _worker_count(workers: int | None) -> int:
-    if workers is not None:
-        return workers
-    if settings.IMPORT_WORKERS > 0:
-        return int(settings.IMPORT_WORKERS)
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _fail(job: ImportJob, error: BaseException) -> None:
