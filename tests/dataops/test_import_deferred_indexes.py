@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection
 
 from kehu.core.crypto import blind_index
-from kehu.customers.bulk import CUSTOMER_COLUMNS
+from kehu.customers.bulk import CUSTOMER_COLUMNS, CustomerBatchPreparer, PreparedBatch
 from kehu.customers.models import ID_NUMBER_INDEX_PURPOSE, PHONE_INDEX_PURPOSE, Customer, CustomerPhone
 from kehu.customers.search import SEARCH_AUTOMERGE_BULK, SEARCH_AUTOMERGE_DEFAULT, search_automerge
 from kehu.customers.services import customer_create
@@ -236,17 +236,19 @@ def test_a_worker_stages_the_match_keys_and_created_rows_get_ids_past_the_skippe
 ) -> None:
     phones = [_phone_index(f"1390013900{slot}") for slot in range(5)]
     id_number = _id_index("11010519491231002X")
-    stage = CustomerStage(tmp_path / "stage.sqlite3", keep_values=False)
+    stage = CustomerStage(
+        tmp_path / "stage.sqlite3", preparer=CustomerBatchPreparer(vendor="sqlite"), keep_values=False
+    )
     customer = ["无名"] + [None] * (len(CUSTOMER_COLUMNS) - 3)
-    rows = []
+    batch = PreparedBatch([], [], [], [], [], [])
     for slot, phone in enumerate(phones):
         row_customer = list(customer)
         row_customer[CUSTOMER_COLUMNS.index("id_number_index") - 2] = id_number if slot == 4 else ""
-        phone_tuple = (0, "+8613900139000", phone, "9000", "", "mobile", "", True, 0)
-        rows.append((slot + 2, (None, tuple(row_customer), [phone_tuple], [], [], [], None, None)))
+        batch.customers.append(tuple(row_customer))
+        batch.phones.append((slot, "+8613900139000", phone, "9000", "", "mobile", "", True, 0))
     # A row whose email key is not a blind index (none are in practice): always looked at.
-    rows[1][1][3].append((0, "a@example.com", "not-a-blind-index", "", True, 0))
-    stage.add(rows)
+    batch.emails.append((1, "a@example.com", "not-a-blind-index", "", True, 0))
+    stage.add_prepared([(slot + 2, None) for slot in range(5)], batch)
     keys = stage.close()
 
     assert keys.slots["phone"].tolist() == [0, 1, 2, 3, 4]

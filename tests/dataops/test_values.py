@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import translation
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,6 +81,13 @@ def test_impossible_or_ambiguous_dates_are_refused_with_a_reason(text: str) -> N
     with pytest.raises(ValueError, match=r".+") as refused:
         parse_date(text)
     assert str(refused.value)
+
+
+@pytest.mark.parametrize("text", ["2024-02-30", "2024-13-01", "0000-01-01"])
+def test_an_impossible_iso_date_is_refused_as_not_a_real_date(text: str) -> None:
+    # The ISO form's fast path leaves what it refuses to the general parser, which says why.
+    with translation.override("en"), pytest.raises(ValueError, match=f"“{text}” is not a real date"):
+        parse_date(text)
 
 
 def test_date_reason_quotes_the_value_and_the_accepted_forms() -> None:

@@ -22,8 +22,8 @@ Rules for a handler:
   in the file) goes in ``context.cache``, never only in the database: in a dry run the pipeline
   rolls every batch back, and ``context.dry_run`` lets the handler skip the writes entirely.
 - Optionally, ``stage(state, path)`` (in a worker: an object whose ``add(rows)`` writes validated
-  rows into the scratch SQLite file ``path`` and whose ``close()`` finishes it and returns a
-  picklable summary of the rows) and ``write_staged(schema, context, summary)`` (main process,
+  rows into the scratch SQLite file ``path``, preparing them itself (``prepare_valid`` is not
+  run first), and whose ``close()`` finishes it and returns a picklable summary of the rows) and ``write_staged(schema, context, summary)`` (main process,
   inside the batch's transaction: write the rows of the scratch file attached as ``schema``).
   The pipeline then stages SQLite runs; the rules for ``write`` hold for ``write_staged``.
 - ``undo`` runs inside a transaction and removes or restores everything the job recorded; it

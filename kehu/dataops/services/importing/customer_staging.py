@@ -35,6 +35,8 @@ from kehu.customers.bulk import (
     CUSTOMER_COLUMNS,
     EMAIL_COLUMNS,
     PHONE_COLUMNS,
+    CustomerBatchPreparer,
+    PreparedBatch,
 )
 from kehu.customers.models import (
     CODE_DIGITS,
@@ -49,7 +51,7 @@ from kehu.customers.search import deferred_search_indexing
 from kehu.dataops.models import ImportedRecord, MatchMode, RecordAction
 from kehu.dataops.services.importing.base import BatchOutcome, ImportContext
 from kehu.dataops.services.importing.customer_writes import WRITE_SECONDS, sort_rows, writer_for
-from kehu.dataops.services.importing.customers import ValidatedCustomer
+from kehu.dataops.services.importing.customers import ValidatedCustomer, prepared_values
 from kehu.dataops.services.importing.deferred_indexes import (
     KINDS,
     Ids,
@@ -151,7 +153,8 @@ class CustomerStage:
     The file is a scratch copy that is rebuilt if lost: no journal, no syncs.
     """
 
-    def __init__(self, path: Path, *, keep_values: bool) -> None:
+    def __init__(self, path: Path, *, preparer: CustomerBatchPreparer, keep_values: bool) -> None:
+        self.preparer = preparer
         self.keep_values = keep_values
         self.next_slot = 0
         self._key_slots: dict[str, list[int]] = {kind: [] for kind in KINDS}
@@ -178,33 +181,36 @@ class CustomerStage:
         }
 
     def add(self, rows: Sequence[tuple[int, Any]]) -> None:
-        """Stage ``(row number, validated value)`` pairs (``validate_customer``'s values)."""
-        customers: list[tuple[Any, ...]] = []
-        children: dict[str, list[tuple[Any, ...]]] = {table: [] for table, _columns in _CHILD_TABLES}
-        phones, emails, addresses = (children[name] for name in ("phone", "email", "address"))
-        tags: list[tuple[int, str]] = []
-        keep_values = self.keep_values
-        dumps = pickle.dumps
-        slot = self.next_slot
-        # Plain loops and unpacking: this runs once per file row, and a row has at most a few
-        # contacts (generator expressions and named-tuple wrapping cost more than the work).
-        for number, value in rows:
-            _row_data, customer, row_phones, row_emails, row_addresses, row_tags, _event, _given = value
-            kept = dumps(value, protocol=pickle.HIGHEST_PROTOCOL) if keep_values else 0
-            customers.append(_staged_customer(slot, number, kept, customer))
-            # The contacts' tuples start with offset 0, which the slot replaces; is_primary
-            # (second to last) is not staged.
-            for phone in row_phones:
-                phones.append((slot, *phone[1:-2], phone[-1]))
-            for email in row_emails:
-                emails.append((slot, *email[1:-2], email[-1]))
-            for address in row_addresses:
-                addresses.append((slot, *address[1:-2], address[-1]))
-            # validate_customer has already dropped repeated tags.
-            for name in row_tags:
-                tags.append((slot, name))
-            slot += 1
-        self.next_slot = slot
+        """Prepare and stage ``(row number, validated value)`` pairs (``validate_customer``'s).
+
+        The preparer's batch goes straight into the stage's rows: each row's offset in the batch
+        plus the slot of the first is its slot. Only a run that updates existing customers
+        keeps each row's prepared value (``ValidatedCustomer``), which matching reads back.
+        """
+        self.add_prepared(rows, self.preparer.prepare([value[1] for _number, value in rows]))
+
+    def add_prepared(self, rows: Sequence[tuple[int, Any]], batch: PreparedBatch) -> None:
+        """:meth:`add` for rows whose preparer's batch is ``batch``."""
+        first = self.next_slot
+        if self.keep_values:
+            dumps = pickle.dumps
+            kept: Sequence[Any] = [
+                dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                for value in prepared_values([value for _number, value in rows], batch)
+            ]
+        else:
+            kept = [0] * len(rows)
+        customers = [
+            _staged_customer(first + offset, number, kept[offset], customer)
+            for offset, ((number, _value), customer) in enumerate(zip(rows, batch.customers, strict=True))
+        ]
+        # The contacts' tuples start with the row's offset, which the slot replaces; is_primary
+        # (second to last) is not staged. validate_customer has already dropped repeated tags.
+        phones = [(first + phone[0], *phone[1:-2], phone[-1]) for phone in batch.phones]
+        emails = [(first + email[0], *email[1:-2], email[-1]) for email in batch.emails]
+        addresses = [(first + address[0], *address[1:-2], address[-1]) for address in batch.addresses]
+        tags = [(first + offset, name) for offset, name in batch.tag_links]
+        self.next_slot = first + len(rows)
         for kind, staged, position in (
             ("phone", phones, _STAGED_PHONE_INDEX),
             ("email", emails, _STAGED_EMAIL_INDEX),
@@ -213,7 +219,7 @@ class CustomerStage:
             self._key_slots[kind] += [item[0] for item in staged]
             self._key_values[kind] += [item[position] for item in staged]
         self.database.executemany(self._customer_sql, customers)
-        for table, staged in children.items():
+        for table, staged in (("phone", phones), ("email", emails), ("address", addresses)):
             if staged:
                 self.database.executemany(self._child_sql[table], staged)
         if tags:

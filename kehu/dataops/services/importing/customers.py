@@ -34,6 +34,7 @@ from kehu.customers.bulk import (
     CustomerRow,
     EmailRow,
     PhoneRow,
+    PreparedBatch,
 )
 from kehu.customers.models import (
     CustomFieldDefinition,
@@ -97,6 +98,8 @@ class _Definition:
 @dataclass(frozen=True)
 class CustomerState:
     preparer: CustomerBatchPreparer
+    # For staged rows (customer_staging): no "created" events, which the copy makes.
+    stage_preparer: CustomerBatchPreparer
     definitions: tuple[_Definition, ...]
     owner_id: int | None
     department_id: int | None
@@ -223,6 +226,7 @@ class CustomerHandler:
         department_id = options.get("department_id", actor.department_id if actor else None)
         return CustomerState(
             preparer=CustomerBatchPreparer(vendor=context.vendor, creation_event_channel="import"),
+            stage_preparer=CustomerBatchPreparer(vendor=context.vendor),
             definitions=definitions,
             owner_id=owner_id,
             department_id=department_id,
@@ -251,7 +255,10 @@ class CustomerHandler:
         from kehu.dataops.services.importing.customer_staging import CustomerStage
 
         assert isinstance(state, CustomerState)  # noqa: S101 -- prepare_context's own value
-        return CustomerStage(path, keep_values=state.keep_values)
+        # Without creation events, which the copy makes from the staged customer; a run that
+        # keeps the rows' prepared values keeps them whole.
+        preparer = state.preparer if state.keep_values else state.stage_preparer
+        return CustomerStage(path, preparer=preparer, keep_values=state.keep_values)
 
     def write_staged(self, stage: str, context: ImportContext, keys: StagedKeys) -> BatchOutcome:
         from kehu.dataops.services.importing.customer_staging import write_staged
@@ -526,7 +533,11 @@ def prepare_customers(values: list[tuple[Any, ...]], state: CustomerState) -> li
     Prepared together rather than row by row: the preparer encrypts a column at a time, and
     OpenSSL interleaved with a row's Python validation ran at half its speed.
     """
-    batch = state.preparer.prepare([value[1] for value in values])
+    return prepared_values(values, state.preparer.prepare([value[1] for value in values]))
+
+
+def prepared_values(values: list[tuple[Any, ...]], batch: PreparedBatch) -> list[tuple[Any, ...]]:
+    """``values`` completed with their entries in ``batch``, their preparer's batch."""
     # Each row's phones, emails and addresses, in ValidatedCustomer's form: offset 0, its own.
     contacts: list[list[list[tuple[Any, ...]]]] = [[[], [], []] for _value in values]
     for kind, entries in enumerate((batch.phones, batch.emails, batch.addresses)):

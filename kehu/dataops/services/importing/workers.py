@@ -105,8 +105,9 @@ class StagedChunk:
     summary: Any = None
 
 
-def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
-    """Map and validate raw rows (in a worker, or in the main process without workers)."""
+def _check_chunk(chunk: list[RawRow], setup: RunSetup, *, prepare: bool = True) -> list[Checked]:
+    """Map and validate raw rows (in a worker, or in the main process without workers), and
+    unless ``prepare`` is false complete the valid ones with the handler's ``prepare_valid``."""
     handler: RowHandler = setup.handler
     state = setup.state
     mapping = setup.mapping
@@ -135,7 +136,7 @@ def _check_chunk(chunk: list[RawRow], setup: RunSetup) -> list[Checked]:
                 [(columns.get(e.column_key, ""), e.reason) for e in errors],
             )
         )
-    prepare_valid = getattr(handler, "prepare_valid", None)
+    prepare_valid = getattr(handler, "prepare_valid", None) if prepare else None
     if prepare_valid is not None and valid:
         prepared = prepare_valid([checked[index][1] for index in valid], state)
         for index, value in zip(valid, prepared, strict=True):
@@ -149,7 +150,8 @@ def _stage_chunk(chunk: list[RawRow], path: str, setup: RunSetup) -> StagedChunk
     stage = setup.handler.stage(setup.state, Path(path))
     try:
         for start in range(0, len(chunk), STAGE_SLICE_ROWS):
-            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS], setup)
+            # The stage prepares the rows itself, straight into its own rows' form.
+            checked = _check_chunk(chunk[start : start + STAGE_SLICE_ROWS], setup, prepare=False)
             stage.add([(number, value) for number, value, errors in checked if not errors])
             failed.extend(row for row in checked if row[2])
     finally:
