@@ -514,13 +514,13 @@ def validate_customer(
         given = tuple(key for key, value in values.items() if value)
     # A plain tuple in ValidatedCustomer's field order: pickled several times faster than the
     # named tuple; write_customers wraps it again. Until prepare_customers fills them, the
-    # prepared parts are the row itself and empty lists.
+    # prepared parts are the row itself and empty tuples.
     return (
         row_data,
         row,
-        [],
-        [],
-        [],
+        (),
+        (),
+        (),
         row.tags,
         None,
         given,

@@ -302,7 +302,7 @@ def _write_batch_rows(
     """
     valid = [(number, value) for number, value, errors in checked if not errors]
     errors_by_row: dict[int, list[tuple[str, str]]] = {
-        number: errors for number, _v, errors in checked if errors
+        number: list(errors) for number, _v, errors in checked if errors
     }
     handler: Any = setup.handler
     columns = setup.columns

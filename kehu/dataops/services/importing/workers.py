@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import pickle
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -43,7 +43,9 @@ class WorkerLost(DomainError):
 
 # --- worker side ----------------------------------------------------------------------------------
 # (row number, validated value or None, [(column header, reason)])
-Checked = tuple[int, Any, list[tuple[str, str]]]
+Checked = tuple[int, Any, Sequence[tuple[str, str]]]
+# A valid row's reasons: one shared empty tuple rather than a list per row.
+_NO_ERRORS: Final[tuple[tuple[str, str], ...]] = ()
 
 
 @dataclass(frozen=True)
@@ -127,15 +129,11 @@ def _check_chunk(chunk: list[RawRow], setup: RunSetup, *, prepare: bool = True) 
                 continue
             values[key] = f"{values[key]}\n{cell}" if key in values else cell
         validated, errors = handler.validate(values, state)
-        if not errors:
+        if errors:
+            checked.append((number, None, [(columns.get(e.column_key, ""), e.reason) for e in errors]))
+        else:
             valid.append(len(checked))
-        checked.append(
-            (
-                number,
-                validated if not errors else None,
-                [(columns.get(e.column_key, ""), e.reason) for e in errors],
-            )
-        )
+            checked.append((number, validated, _NO_ERRORS))
     prepare_valid = getattr(handler, "prepare_valid", None) if prepare else None
     if prepare_valid is not None and valid:
         prepared = prepare_valid([checked[index][1] for index in valid], state)
