@@ -7,6 +7,7 @@ killed before the end must not leave the database without them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,43 @@ def test_indexes_a_killed_run_dropped_come_back_before_migrate_and_before_the_ne
     assert job.status == ImportStatus.DONE
     assert _index_statements() == statements
     assert deferred_indexes.restore_deferred_indexes() == []
+
+
+def test_the_indexes_are_sorted_with_a_small_cache_and_helper_threads_then_the_settings_return(
+    tmp_path: Path,
+) -> None:
+    killed = jobs.import_create(
+        actor=None,
+        kind="customers",
+        source=files.write_csv(tmp_path, "a.csv", [HEADERS, *_rows()]),
+        file_name="a.csv",
+    )
+    deferred_indexes.defer_indexes(killed)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size = -16384")
+    pragmas = ("cache_size", "threads", "temp_store")
+
+    def current() -> dict[str, int]:
+        # The driver's own connection: the wrapper below must not see these.
+        return {name: connection.connection.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas}
+
+    before = current()
+    while_building: list[dict[str, int]] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.startswith("CREATE INDEX"):
+            while_building.append(current())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert sorted(deferred_indexes.restore_deferred_indexes()) == sorted(DEFERRED_NAMES)
+
+    assert len(while_building) == len(DEFERRED_NAMES)
+    assert all(
+        settings == {"cache_size": -4096, "threads": min(os.cpu_count() or 1, 4), "temp_store": 1}
+        for settings in while_building
+    )
+    assert current() == before
 
 
 def test_only_big_imports_that_at_least_double_the_table_defer(settings: Any) -> None:
