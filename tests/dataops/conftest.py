@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,3 +16,10 @@ def english(settings: Any) -> Iterator[None]:
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
+
+
+@pytest.fixture
+def own_data_dir(settings: Any, tmp_path: Path) -> Path:
+    """Uploads and scratch files in the test's own folder."""
+    settings.DATA_DIR = tmp_path / "data"
+    return Path(settings.DATA_DIR)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.utils import translation
 
 from kehu.customers.models import Customer, CustomerPhone
 from kehu.dataops.models import ImportedRecord, ImportStatus
@@ -22,7 +21,7 @@ from kehu.dataops.services.importing.pipeline import import_run
 from kehu.dataops.services.importing.workers import WorkerLost
 from tests.dataops import files
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("own_data_dir")]
 
 # The row (1-based among the data rows) whose worker is killed.
 DOOMED_ROW = 130
@@ -30,13 +29,6 @@ DOOMED_NAME = "将被杀"
 ROWS = 200
 # Longer than a healthy run of these rows takes by far; a hang (the old Pool) fails the test.
 HANG_SECONDS = 60
-
-
-@pytest.fixture(autouse=True)
-def english(settings: Any, tmp_path: Path) -> Iterator[None]:
-    settings.DATA_DIR = tmp_path / "data"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture
