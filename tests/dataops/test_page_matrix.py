@@ -43,7 +43,7 @@ from kehu.dataops.models import DedupScan, DuplicatePair, ExportJob, ExportStatu
 from kehu.dataops.services.exporting.runs import EXPORT_FOLDER, token_hash
 from kehu.dataops.services.importing import jobs
 from kehu.engagement.models import Interaction
-from tests.dataops.test_api_matrix import store_c_card, store_c_order
+from tests.dataops.api_matrix_targets import store_c_card, store_c_order
 from tests.factories import UserFactory
 from tests.scope_matrix import COUNTED_MODELS
 from tests.web.conftest import post
