@@ -297,6 +297,10 @@ IMPORT_STAGED_BATCH_ROWS = env_int("KEHU_IMPORT_STAGED_BATCH_ROWS", 20000)
 # table drops the random-key lookup indexes and builds them at the end
 # (kehu/dataops/services/importing/deferred_indexes.py).
 IMPORT_DEFER_INDEXES_MIN_ROWS = env_int("KEHU_IMPORT_DEFER_INDEXES_MIN_ROWS", 100_000)
+# Uploaded import files (the customers' data unencrypted, as the other system exported it) are
+# deleted this many days after their import was last used, once it has nothing to resume
+# (kehu/dataops/services/importing/uploads.py); 0 keeps them.
+IMPORT_FILE_DAYS = env_int("KEHU_IMPORT_FILE_DAYS", 30)
 # Processes that validate and prepare rows during a big import (0: one per core, at most 4).
 IMPORT_WORKERS = env_int("KEHU_IMPORT_WORKERS", 0)
 # Exports up to this many rows download in the request; bigger ones run as a background job.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from huey.contrib.djhuey import db_task
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task
 
 from kehu.dataops.models import ImportJob
 
@@ -16,3 +17,11 @@ def import_run_task(job_id: int, dry_run: bool = False) -> None:
     if job is None:
         return
     import_run(job=job, dry_run=dry_run)
+
+
+@db_periodic_task(crontab(minute="41"))  # type: ignore[untyped-decorator]  # huey ships no type hints
+def imports_cleanup_task() -> int:
+    """Uploaded files no import needs any more: deleted within the hour they fall due."""
+    from kehu.dataops.services.importing.uploads import imports_cleanup
+
+    return imports_cleanup()

@@ -17,7 +17,7 @@ from ninja.files import UploadedFile
 
 from kehu.core.errors import NotFound
 from kehu.core.permissions import ensure_permitted
-from kehu.core.schemas import ERRORS_READ, ERRORS_WRITE, ApiRequest, InputSchema, ObjectId
+from kehu.core.schemas import ERRORS_READ, ERRORS_WRITE, ApiRequest, ErrorOut, InputSchema, ObjectId
 from kehu.dataops import jobs_imports
 from kehu.dataops.models import ImportJob, ImportKind, MappingTemplate, MatchMode
 from kehu.dataops.services.importing import jobs
@@ -67,6 +67,8 @@ class ImportOut(Schema):
 
 
 class ImportDetailOut(ImportOut):
+    # False once the uploaded file is deleted (KEHU_IMPORT_FILE_DAYS): no more runs or error file.
+    file_kept: bool
     sample: list[list[str]]
     fields: list[TargetFieldOut]
     first_errors: list[RowErrorOut]
@@ -114,6 +116,7 @@ def _out(job: ImportJob) -> dict[str, Any]:
 def _detail(job: ImportJob) -> dict[str, Any]:
     return {
         **_out(job),
+        "file_kept": jobs.file_kept(job),
         "sample": job.options.get("sample", []),
         "fields": [
             {"key": field.key, "label": str(field.label), "required": field.required}
@@ -254,9 +257,12 @@ def undo_import(request: ApiRequest, job_id: ObjectId) -> dict[str, Any]:
 
 @router.get(
     "/imports/{job_id}/errors",
-    response={200: None, **ERRORS_READ},
+    response={200: None, 410: ErrorOut, **ERRORS_READ},
     summary="The error file: each refused row as it was, with the columns and reasons",
-    description="`format`: csv (UTF-8 with BOM, opens in Excel) or xlsx. Needs imports.view.",
+    description=(
+        "`format`: csv (UTF-8 with BOM, opens in Excel) or xlsx. Needs imports.view. "
+        "410 once the uploaded file is no longer kept (KEHU_IMPORT_FILE_DAYS)."
+    ),
     url_name="import_errors",
 )
 def import_errors(request: ApiRequest, job_id: ObjectId, format: str = "csv") -> FileResponse:  # noqa: A002 -- the query parameter's public name

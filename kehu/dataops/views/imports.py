@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from typing import IO, Any, cast
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -112,6 +113,9 @@ def _detail_context(job: ImportJob, viewer: Any) -> dict[str, Any]:
         "first_errors": jobs.first_errors(job),
         "may_change": viewer.has_perm("imports.change"),
         "may_run": viewer.has_perm("imports.create"),
+        # An import whose uploaded file is gone (uploads.imports_cleanup) can no longer read its rows.
+        "file_kept": jobs.file_kept(job),
+        "file_days": settings.IMPORT_FILE_DAYS,
         "may_undo": viewer.has_perm("imports.delete")
         and job.status == ImportStatus.DONE
         and not job.is_dry_run,
@@ -201,13 +205,18 @@ def import_undo(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def import_errors(request: HttpRequest, job_id: int, file_format: str) -> FileResponse:
+def import_errors(request: HttpRequest, job_id: int, file_format: str) -> HttpResponse | FileResponse:
     require_permission(request, "imports.view")
     job = _job_or_404(job_id)
     if file_format not in CONTENT_TYPES:
         raise Http404
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 -- FileResponse closes it
-    jobs.error_file_write(job, spool, file_format=file_format)  # type: ignore[arg-type]
+    try:
+        jobs.error_file_write(job, spool, file_format=file_format)  # type: ignore[arg-type]
+    except jobs.ImportFileGone as error:
+        spool.close()
+        messages.error(request, error.message)
+        return redirect("dataops:import_detail", job_id=job.pk)
     spool.seek(0)
     return error_file_response(job, spool, file_format)
 

@@ -231,6 +231,8 @@ class Command(BaseCommand):
 
     def _errors(self, options: dict[str, Any]) -> None:
         job = self._job(options["errors"])
+        # Before the output file is opened: a refusal leaves no empty file behind.
+        jobs.require_stored_file(job)
         output = options["output"]
         if output:
             file_format = "xlsx" if output.lower().endswith(".xlsx") else "csv"

@@ -31,26 +31,36 @@ from kehu.dataops.models import (
 )
 from kehu.dataops.services.importing.base import ImportContext, TargetField, get_handler
 from kehu.dataops.services.importing.fields import auto_map, mapping_by_header, mapping_from_template
-from kehu.dataops.services.importing.pipeline import ImportBusy, _runner_alive, import_run, stored_file
+from kehu.dataops.services.importing.pipeline import ImportBusy, _runner_alive, import_run
 from kehu.dataops.services.importing.progress import Progress, job_progress
+from kehu.dataops.services.importing.uploads import (
+    ImportFileGone,
+    file_kept,
+    imports_cleanup,
+    require_stored_file,
+)
 
 if TYPE_CHECKING:
     from kehu.accounts.models import User
 
 __all__ = [
     "ImportBusy",
+    "ImportFileGone",
     "Progress",
     "error_file_rows",
     "error_file_write",
+    "file_kept",
     "import_configure",
     "import_create",
     "import_run",
     "import_undo",
     "import_queue",
     "import_unfinished_for",
+    "imports_cleanup",
     "job_progress",
     "mapping_template_apply",
     "mapping_template_save",
+    "require_stored_file",
     "target_fields",
 ]
 
@@ -243,6 +253,7 @@ def import_queue(*, actor: User | None, job: ImportJob, dry_run: bool) -> Import
         if locked.status in (ImportStatus.DONE, ImportStatus.UNDONE):
             raise Conflict(_("This import has finished; upload the file again to import it once more."))
         _refuse_incomplete_mapping(locked)
+        require_stored_file(locked)
         locked.status = ImportStatus.QUEUED
         locked.message = ""
         locked.save(update_fields=["status", "message"])
@@ -294,10 +305,6 @@ def import_undo(*, actor: User | None, job: ImportJob) -> int:
     return undone
 
 
-def import_delete_file(job: ImportJob) -> None:
-    stored_file(job).unlink(missing_ok=True)
-
-
 # --- the error file -----------------------------------------------------------------------------
 def error_file_rows(job: ImportJob) -> Iterator[list[str]]:
     """Header row, then each refused row: its number, its original cells, the columns and reasons.
@@ -317,7 +324,7 @@ def error_file_rows(job: ImportJob) -> Iterator[list[str]]:
     current = next(grouped, None)
     if current is None:
         return
-    path = stored_file(job)
+    path = require_stored_file(job)
     info = inspect_file(path, file_name=job.file_name)
     for row in iter_rows(path, info):
         while current is not None and current[0] < row.number:
@@ -350,6 +357,8 @@ def error_file_write(job: ImportJob, target: BinaryIO, *, file_format: str = "cs
     """Write the error file (CSV with BOM, or XLSX) to ``target``; returns the rows written."""
     from kehu.dataops.services.writers import open_table_writer
 
+    # Refused before the target is written to: a web response or a file would be left half-made.
+    require_stored_file(job)
     rows = error_file_rows(job)
     headers = next(rows)
     writer = open_table_writer(file_format, target, headers=headers, sheet_title=_("Errors"))

@@ -39,6 +39,7 @@ from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
 from kehu.dataops.services.importing.chunking import source_chunks
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
+from kehu.dataops.services.importing.uploads import require_stored_file
 from kehu.dataops.services.importing.workers import (
     Checked,
     RunSetup,
@@ -65,10 +66,6 @@ REASON_MAX: Final = 500
 
 class ImportBusy(Conflict):
     code = "import_running"
-
-
-def stored_file(job: ImportJob) -> Path:
-    return Path(settings.DATA_DIR) / job.stored_path
 
 
 def _column_headers(headers: list[str], mapping: dict[str, str]) -> dict[str, str]:
@@ -152,13 +149,14 @@ def import_run(
     from kehu.dataops.services.readers import count_rows, inspect_file
 
     handler = get_handler(job.kind)
+    # Before the claim: a job whose file is gone stays as it was, with the reason raised.
+    path = require_stored_file(job)
     job = _claim(job, dry_run=dry_run)
     actor = job.created_by
     language = job.options.get("language") or settings.LANGUAGE_CODE
     stage_dir: Path | None = None
     with translation.override(language):
         try:
-            path = stored_file(job)
             info = inspect_file(path, file_name=job.file_name)
             if job.rows_total is None:
                 job.rows_total = count_rows(path, info)
