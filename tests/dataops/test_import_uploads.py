@@ -78,14 +78,18 @@ def test_files_go_once_their_import_has_nothing_to_resume_and_has_been_idle_long
     running = _job(
         tmp_path, "running.csv", status=ImportStatus.RUNNING, created_at=LONG_AGO, heartbeat_at=NOW
     )
+    # Queued again after a long pause: the job consumer is about to read it.
+    queued = _job(
+        tmp_path, "queued.csv", status=ImportStatus.QUEUED, created_at=LONG_AGO, finished_at=LONG_AGO
+    )
     assert done.options["sample"]
 
     assert imports_cleanup(now=NOW) == 4
 
     gone = [done, undone, checked, never_run]
-    kept = [done_lately, undone_lately, stopped, running]
+    kept = [done_lately, undone_lately, stopped, running, queued]
     assert [file_kept(job) for job in gone] == [False] * 4
-    assert [file_kept(job) for job in kept] == [True] * 4
+    assert [file_kept(job) for job in kept] == [True] * 5
     # The sample rows shown on the mapping screen go with the file.
     assert [bool(ImportJob.objects.get(pk=job.pk).options.get("sample")) for job in gone] == [False] * 4
     assert all(ImportJob.objects.get(pk=job.pk).options.get("sample") for job in kept)
@@ -112,6 +116,19 @@ def test_an_import_whose_file_is_gone_refuses_to_run_and_stays_as_it_was(tmp_pat
         jobs.import_queue(actor=None, job=job, dry_run=True)
 
     assert ImportJob.objects.get(pk=job.pk).status == ImportStatus.CHECKED
+
+
+def test_a_queued_import_whose_file_went_missing_fails_with_the_reason(tmp_path: Path) -> None:
+    # What the job consumer finds if the file went after the job was queued (removed by hand).
+    job = _job(tmp_path, "queued.csv", status=ImportStatus.QUEUED)
+    stored_file(job).unlink()
+
+    with pytest.raises(ImportFileGone):
+        jobs.import_run(job=job, workers=0)
+
+    job.refresh_from_db()
+    assert job.status == ImportStatus.FAILED
+    assert "no longer kept" in job.message
 
 
 def test_the_error_file_of_a_job_whose_file_is_gone_is_refused_everywhere(

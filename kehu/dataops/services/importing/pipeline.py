@@ -39,7 +39,7 @@ from kehu.dataops.models import ImportJob, ImportRowError, ImportStatus
 from kehu.dataops.services.importing.base import ImportContext, RowHandler, get_handler
 from kehu.dataops.services.importing.chunking import source_chunks
 from kehu.dataops.services.importing.deferred_indexes import restore_deferred_indexes
-from kehu.dataops.services.importing.uploads import require_stored_file
+from kehu.dataops.services.importing.uploads import ImportFileGone, require_stored_file
 from kehu.dataops.services.importing.workers import (
     Checked,
     RunSetup,
@@ -149,8 +149,14 @@ def import_run(
     from kehu.dataops.services.readers import count_rows, inspect_file
 
     handler = get_handler(job.kind)
-    # Before the claim: a job whose file is gone stays as it was, with the reason raised.
-    path = require_stored_file(job)
+    # Before the claim: a job whose file is gone stays as it was, with the reason raised; one
+    # that waited in the queue says why it will not run.
+    try:
+        path = require_stored_file(job)
+    except ImportFileGone as error:
+        if job.status == ImportStatus.QUEUED:
+            _fail(job, error)
+        raise
     job = _claim(job, dry_run=dry_run)
     actor = job.created_by
     language = job.options.get("language") or settings.LANGUAGE_CODE

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from kehu.core.errors import DomainError
 from kehu.dataops.models import ImportJob, ImportStatus
+
+# A job in one of these states is about to read its file, or reading it.
+_WAITING_OR_RUNNING: Final = (ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.CHECKING)
 
 
 class ImportFileGone(DomainError):
@@ -64,15 +69,21 @@ def imports_cleanup(*, now: datetime | None = None) -> int:
         idle &= Q(**{f"{moment}__isnull": True}) | Q(**{f"{moment}__lt": cutoff})
     nothing_to_resume = (
         Q(status__in=[ImportStatus.DONE, ImportStatus.UNDONE]) | Q(is_dry_run=True) | Q(rows_processed=0)
-    )
+    ) & ~Q(status__in=_WAITING_OR_RUNNING)
     removed = 0
-    jobs = ImportJob.objects.filter(idle & nothing_to_resume).only("pk", "stored_path", "options")
-    for job in jobs.iterator(chunk_size=500):
-        if file_kept(job):
-            stored_file(job).unlink()
-            removed += 1
-        if job.options.get("sample"):
-            # The mapping screen's sample rows are the file's too.
-            options = {key: value for key, value in job.options.items() if key != "sample"}
-            ImportJob.objects.filter(pk=job.pk).update(options=options)
+    candidates = ImportJob.objects.filter(idle & nothing_to_resume).values_list("pk", flat=True)
+    for job_id in list(candidates.iterator(chunk_size=500)):
+        with transaction.atomic():
+            # Looked at again under the row's lock: someone may have queued it since (import_queue
+            # checks for the file under the same lock).
+            job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+            if job is None or job.status in _WAITING_OR_RUNNING:
+                continue
+            if file_kept(job):
+                stored_file(job).unlink()
+                removed += 1
+            if job.options.get("sample"):
+                # The mapping screen's sample rows are the file's too.
+                options = {key: value for key, value in job.options.items() if key != "sample"}
+                ImportJob.objects.filter(pk=job.pk).update(options=options)
     return removed
