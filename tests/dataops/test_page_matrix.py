@@ -16,7 +16,6 @@ The merge pages are in test_merge_page_matrix.py.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import io
@@ -36,14 +35,20 @@ from django.utils import timezone
 
 from kehu.accounts.models import Department, User
 from kehu.core.permissions import all_permissions
-from kehu.customers.models import Customer
-from kehu.customers.services import customer_create
 from kehu.dataops import jobs_imports
-from kehu.dataops.models import DedupScan, DuplicatePair, ExportJob, ExportStatus, ImportJob, ImportStatus
+from kehu.dataops.models import DedupScan, ExportJob, ExportStatus, ImportJob, ImportStatus
 from kehu.dataops.services.exporting.runs import EXPORT_FOLDER, token_hash
 from kehu.dataops.services.importing import jobs
 from kehu.engagement.models import Interaction
-from tests.dataops.api_matrix_targets import store_c_card, store_c_order
+from tests.dataops.api_matrix_targets import (
+    csv_bytes,
+    scan,
+    stale_store_c_customer,
+    store_c_card,
+    store_c_customer,
+    store_c_order,
+    store_c_pair,
+)
 from tests.factories import UserFactory
 from tests.scope_matrix import COUNTED_MODELS
 from tests.web.conftest import post
@@ -84,41 +89,11 @@ def dataops_page_world(departments: dict[str, Department], make_user: Any, admin
 
 
 # --- targets -------------------------------------------------------------------------------------
-def _store_c_customer(world: PageWorld, name: str = "远方客户", phone: str = "13966660000") -> Customer:
-    return customer_create(
-        actor=None,
-        data={"name": name, "phones": [phone], "department_id": world.departments["store_c"].pk},
-        allow_duplicate=True,
-    )
-
-
-def _stale_store_c_customer(world: PageWorld) -> Customer:
-    customer = _store_c_customer(world)
-    Customer.objects.filter(pk=customer.pk).update(updated_at=timezone.now() - dt.timedelta(days=800))
-    return customer
-
-
-def _store_c_pair(world: PageWorld) -> DuplicatePair:
-    first = _store_c_customer(world, "远方客户", "13966660001")
-    second = _store_c_customer(world, "远方客户", "13966660002")
-    return DuplicatePair.objects.create(customer_a=first, customer_b=second, score=0.9, cluster=first.pk)
-
-
-def _scan(world: PageWorld) -> DedupScan:
-    return DedupScan.objects.create(threshold=0.6, status="done", finished_at=timezone.now())
-
-
-def _csv_bytes(rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows([IMPORT_HEADERS, *rows])
-    return out.getvalue().encode("utf-8")
-
-
 def _uploaded_import(world: PageWorld, rows: list[list[str]] | None = None) -> ImportJob:
     return jobs.import_create(
         actor=world.admin,
         kind="customers",
-        source=io.BytesIO(_csv_bytes(rows or IMPORT_ROWS)),
+        source=io.BytesIO(csv_bytes(rows or IMPORT_ROWS)),
         file_name="m.csv",
     )
 
@@ -213,7 +188,7 @@ DATAOPS_PAGES = [
         allowed_status=302,
         effect=lambda _target: DedupScan.objects.filter(status="done").exists(),
     ),
-    Page("dedup_scan_detail", "GET", "dataops:dedup_scan_detail", ("duplicates.view",), target=_scan),
+    Page("dedup_scan_detail", "GET", "dataops:dedup_scan_detail", ("duplicates.view",), target=scan),
     Page(
         "dedup_check",
         "POST",
@@ -229,7 +204,7 @@ DATAOPS_PAGES = [
         "dataops:import_list",
         ("imports.create",),
         requires=("imports.view",),
-        data={"file": _RewindingFile(_csv_bytes(IMPORT_ROWS)), "kind": "customers"},
+        data={"file": _RewindingFile(csv_bytes(IMPORT_ROWS)), "kind": "customers"},
         allowed_status=302,
         effect=lambda _target: ImportJob.objects.filter(file_name="matrix.csv").exists(),
     ),
@@ -270,7 +245,7 @@ DATAOPS_PAGES = [
         "engagement:customer_interactions",
         ("interactions.view",),
         requires=("customers.view",),
-        target=_store_c_customer,
+        target=store_c_customer,
         is_scoped=True,
         url_arg="code",
     ),
@@ -280,7 +255,7 @@ DATAOPS_PAGES = [
         "engagement:interaction_create",
         ("interactions.create",),
         requires=("customers.view", "interactions.view"),
-        target=_store_c_customer,
+        target=store_c_customer,
         is_scoped=True,
         url_arg="code",
         data={"kind": "call", "direction": "outbound", "subject": "回访"},
@@ -403,7 +378,7 @@ LISTING_PAGES = [
         "POST",
         "dataops:export_create",
         ("customers.view", "customers.export"),
-        _store_c_customer,
+        store_c_customer,
         data={"source": "customers", "format": "csv"},
     ),
     Listing(
@@ -425,14 +400,14 @@ LISTING_PAGES = [
         marker=lambda order: order.number,
     ),
     Listing(
-        "quality_report", "GET", "dataops:quality_report", ("data_quality.view",), _stale_store_c_customer
+        "quality_report", "GET", "dataops:quality_report", ("data_quality.view",), stale_store_c_customer
     ),
     Listing(
         "dedup_candidates",
         "GET",
         "dataops:dedup_candidates",
         ("duplicates.view", "customers.view"),
-        _store_c_pair,
+        store_c_pair,
         marker=lambda pair: pair.customer_a.code,
     ),
     Listing(
@@ -440,7 +415,7 @@ LISTING_PAGES = [
         "POST",
         "dataops:dedup_check",
         ("customers.view",),
-        _store_c_customer,
+        store_c_customer,
         data={"name": "远方客户", "phones-0-number": "13966660000"},
     ),
 ]
