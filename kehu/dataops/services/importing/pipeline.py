@@ -7,10 +7,11 @@ every row is handled once (the conditional UPDATE of the checkpoint also refuses
 runner of the same job).
 
 Workers (:mod:`.workers`) are forked processes running the handler's pure ``validate`` on
-chunks of raw rows; the main process reads the file and writes. A bounded window of chunks in flight keeps memory flat:
-``Executor.map`` would read the whole file ahead into its task queue. Where the file can be cut at
-line ends without parsing it (``readers.row_ranges_of``), a chunk is a byte range of the file
-that the worker reads and parses itself: the main process then only finds line ends.
+chunks of raw rows; the main process reads the file and writes. A bounded window of chunks in
+flight keeps memory flat: ``Executor.map`` would read the whole file ahead into its task queue.
+Where the file can be cut at line ends without parsing it (``readers.row_ranges_of``), a chunk
+is a byte range of the file that the worker reads and parses itself: the main process then
+only finds line ends.
 
 A handler with ``stage`` and ``write_staged`` (customers) is *staged* on SQLite: the worker
 writes its chunk's prepared rows into a scratch SQLite file and returns only the failed rows;
