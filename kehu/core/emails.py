@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from django.utils.translation import gettext as _
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from kehu.core.errors import ValidationFailed
 
@@ -89,13 +90,15 @@ def _reason_for(library_message: str) -> _Reason:
 # The common address, plain ASCII (zhang.san+vip@example.com.cn): email-validator takes about
 # 150 µs to accept one, and an import meets each address once, so the cache cannot help. A
 # strict subset of what the library accepts is recognised here and normalised the way the
-# library does (domain lower-cased); everything else goes through the library.
+# library does (domain and role mailboxes lower-cased); everything else goes through the library.
 # tests/core/test_emails.py proves by property that both agree on every address this accepts.
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
 _PLAIN_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 _LOCAL_MAX_LENGTH: Final = 64
 _ADDRESS_MAX_LENGTH: Final = 254
 _SPECIAL_USE_SUFFIXES: Final = tuple(f".{name}" for name in SPECIAL_USE_DOMAIN_NAMES)
+# Role mailboxes (RFC 2142: postmaster, info, sales, www …) ignore case: the library lower-cases them.
+_ROLE_MAILBOXES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 def _plain_address(text: str) -> str | None:
@@ -111,4 +114,6 @@ def _plain_address(text: str) -> str | None:
     domain = domain.lower()
     if domain in SPECIAL_USE_DOMAIN_NAMES or domain.endswith(_SPECIAL_USE_SUFFIXES):
         return None
+    if local.lower() in _ROLE_MAILBOXES:
+        local = local.lower()
     return f"{local}@{domain}"

@@ -211,6 +211,9 @@ def test_near_plain_addresses_agree_with_email_validator(text):
         "Zhang.San@Example.COM.CN",
         "a+b_c-d@sub-domain.example.org",
         "x" * 64 + "@example.com",
+        # Role mailboxes ignore case (RFC 2142); the library lower-cases them, and so must this.
+        "WWW@0.AA",
+        "PostMaster@Example.com",
     ],
 )
 def test_common_addresses_take_the_fast_path(text):
