@@ -117,7 +117,11 @@ def job_owner(world: World) -> User:
 
 
 def export_job(world: World) -> ExportJob:
-    """A finished background export with its file; ``plain_token`` is the link's token."""
+    return finished_export(job_owner(world))
+
+
+def finished_export(owner: User) -> ExportJob:
+    """A finished background export of ``owner``'s with its file; ``plain_token`` is the link's token."""
     token = secrets.token_urlsafe(32)
     stored = f"{EXPORT_FOLDER}/{uuid.uuid4().hex}.csv"
     path = Path(settings.DATA_DIR) / stored
@@ -134,7 +138,7 @@ def export_job(world: World) -> ExportJob:
         stored_path=stored,
         token_hash=token_hash(token),
         expires_at=now + dt.timedelta(hours=1),
-        created_by=job_owner(world),
+        created_by=owner,
         finished_at=now,
     )
     job.plain_token = token  # type: ignore[attr-defined]

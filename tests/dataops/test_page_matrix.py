@@ -17,31 +17,26 @@ The merge pages are in test_merge_page_matrix.py.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import io
-import secrets
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.apps import apps
-from django.conf import settings
 from django.db import models
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from kehu.accounts.models import Department, User
 from kehu.core.permissions import all_permissions
 from kehu.dataops import jobs_imports
-from kehu.dataops.models import DedupScan, ExportJob, ExportStatus, ImportJob, ImportStatus
-from kehu.dataops.services.exporting.runs import EXPORT_FOLDER, token_hash
+from kehu.dataops.models import DedupScan, ExportJob, ImportJob, ImportStatus
 from kehu.dataops.services.importing import jobs
 from kehu.engagement.models import Interaction
 from tests.dataops.api_matrix_targets import (
     csv_bytes,
+    finished_export,
     scan,
     stale_store_c_customer,
     store_c_card,
@@ -120,29 +115,6 @@ class _RewindingFile(io.BytesIO):
     def read(self, size: int | None = -1) -> bytes:
         self.seek(0)
         return super().read(size)
-
-
-def _export_job(owner: User) -> ExportJob:
-    token = secrets.token_urlsafe(32)
-    stored = f"{EXPORT_FOLDER}/{uuid.uuid4().hex}.csv"
-    path = Path(settings.DATA_DIR) / stored
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes("\ufeff客户编号\r\nC000001\r\n".encode())
-    now = timezone.now()
-    job = ExportJob.objects.create(
-        source="customers",
-        file_format="csv",
-        status=ExportStatus.DONE,
-        rows=1,
-        file_name="customers.csv",
-        stored_path=stored,
-        token_hash=token_hash(token),
-        expires_at=now + dt.timedelta(hours=1),
-        created_by=owner,
-        finished_at=now,
-    )
-    job.plain_token = token  # type: ignore[attr-defined]
-    return job
 
 
 def _content(response: Any) -> str:
@@ -340,7 +312,7 @@ def test_export_pages_only_serve_their_owner(page: Page, kind: str, dataops_page
         granted = sorted(all_permissions() - set(page.permissions))
     caller = None if kind == ANONYMOUS else world.make_user(permissions=granted, scope="all")
     owner = caller if kind in (NO_PERMISSION, ALLOWED) else UserFactory()
-    job = _export_job(owner)
+    job = finished_export(owner)
     old_hash = job.token_hash
     url = reverse(page.url_name, args=[getattr(job, page.url_arg)])
     before = _rows(job)
